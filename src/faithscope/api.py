@@ -1,0 +1,170 @@
+"""explain(): texts (or examples) + explainers -> Explanations, every explainer batched.
+
+Example
+-------
+>>> import faithscope as fs                                               # doctest: +SKIP
+>>> model = fs.load_model("path/to/sst2-classifier")
+>>> exps = fs.explain(model, ["a gorgeous, witty film"], explainers=["lime", "gradient"])
+>>> exps[0].top_k(2)
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.example import Example
+from .explainers.base import Explainer, Prepared, token_unit_index
+from .explanation import Explanation
+from .models.adapter import InputError, ModelAdapter
+from .registry import UnknownNameError, explainers, targets
+from .targets import get_target
+from .units import GRANULARITIES, build_units
+
+InputLike = str | tuple[str, str] | Example
+ExplainerLike = str | Explainer | tuple[str, Mapping[str, Any]]
+
+
+def make_explainer(spec: ExplainerLike, **params: Any) -> Explainer:
+    """An explainer from a registered name (plus keyword hyper-parameters) or an instance."""
+    if isinstance(spec, Explainer):
+        exp = spec
+    else:
+        if isinstance(spec, tuple):
+            spec, extra = spec
+            params = {**dict(extra), **params}
+        try:
+            cls = explainers.get(spec)
+        except UnknownNameError as err:
+            raise InputError(str(err)) from None
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(params) - known)
+        if bad:
+            raise InputError(f"{spec}: unknown hyper-parameter(s) {', '.join(bad)}; "
+                             f"known: {', '.join(sorted(known)) or 'none'}")
+        exp = cls(**params)
+    exp.validate()
+    return exp
+
+
+def _as_example(x: InputLike, i: int) -> Example:
+    if isinstance(x, Example):
+        return x
+    if isinstance(x, tuple):
+        return Example(id=str(i), text=x[0], pair=x[1])
+    if isinstance(x, str):
+        return Example(id=str(i), text=x)
+    raise InputError(f"cannot explain an input of type {type(x).__name__}")
+
+
+def versions() -> dict[str, str]:
+    import transformers
+
+    from . import __version__
+
+    return {"faithscope": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def resolve_targets(adapter: ModelAdapter, target: Any, logits: np.ndarray) -> tuple[int, ...]:
+    """``None``/"predicted" -> argmax; "all" -> every class; int, label name, or a list."""
+    n = adapter.num_labels
+    if target is None or target == "predicted":
+        return (int(np.argmax(logits)),)
+    if target == "all":
+        return tuple(range(n))
+    items = target if isinstance(target, list | tuple) else [target]
+    out = []
+    for t in items:
+        if isinstance(t, str) and t in adapter.labels:
+            t = adapter.labels.index(t)
+        if isinstance(t, bool) or not isinstance(t, int | np.integer) or not 0 <= int(t) < n:
+            raise InputError(f"target {t!r} is out of range: the model has {n} labels "
+                             f"({', '.join(adapter.labels)})")
+        out.append(int(t))
+    return tuple(out)
+
+
+def prepare(
+    adapter: ModelAdapter,
+    inputs: Sequence[InputLike],
+    *,
+    granularity: str = "word",
+    target: Any = None,
+    seed: int = 0,
+    strict: bool = False,
+) -> list[Prepared]:
+    """Encode inputs, build units, run the model once on all of them, resolve targets."""
+    if granularity not in GRANULARITIES:
+        raise InputError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    examples = [_as_example(x, i) for i, x in enumerate(inputs)]
+    encs = [adapter.encode(ex.text, ex.pair, strict=strict) for ex in examples]
+    logits = adapter.logits([e.ids[None, :] for e in encs],
+                            None if not encs or encs[0].type_ids is None
+                            else [e.type_ids[None, :] for e in encs])  # type: ignore[index]
+    out = []
+    for ex, enc, lg in zip(examples, encs, logits, strict=True):
+        units = build_units(ex.text, ex.pair, enc.offsets, enc.sequence_ids, granularity,
+                            truncated=enc.truncated)
+        out.append(Prepared(example_id=ex.id, enc=enc, units=units,
+                            targets=resolve_targets(adapter, target, lg[0]), logits=lg[0],
+                            seed=seed, token_unit=token_unit_index(units, len(enc))))
+    return out
+
+
+def explain(
+    model: ModelAdapter,
+    inputs: Sequence[InputLike] | InputLike,
+    explainers: Sequence[ExplainerLike] | ExplainerLike = ("integrated_gradients",),
+    *,
+    granularity: str = "word",
+    target: Any = None,
+    target_fn: str = "prob",
+    seed: int = 0,
+    strict: bool = False,
+) -> list[Explanation]:
+    """Explain every input with every explainer; returns example-major Explanations.
+
+    Each explainer sees all inputs at once, so perturbations and integration steps of many
+    examples share the adapter's batches.
+    """
+    if isinstance(inputs, str | tuple | Example):
+        inputs = [inputs]
+    if isinstance(explainers, str | Explainer):
+        explainers = [explainers]
+    exps = [make_explainer(e) for e in explainers]
+    if target_fn not in targets:
+        raise InputError(targets.unknown_message(target_fn))
+    fn = get_target(target_fn)
+    items = prepare(model, list(inputs), granularity=granularity, target=target, seed=seed,
+                    strict=strict)
+    ver = versions()
+    results: list[list[Explanation]] = [[] for _ in items]
+    for exp in exps:
+        torch.manual_seed(seed)
+        t0 = time.perf_counter()
+        scores, infos = exp.attribute(model, items, fn)
+        per = (time.perf_counter() - t0) / max(len(items), 1)
+        for k, (it, sc, info) in enumerate(zip(items, scores, infos, strict=True)):
+            ex_pair = it.enc.pair
+            results[k].append(Explanation(
+                example_id=it.example_id, text=it.enc.text, pair=ex_pair, units=it.units,
+                scores=np.asarray(sc, dtype=np.float32), targets=it.targets,
+                target_labels=tuple(model.labels[t] for t in it.targets),
+                probs=_softmax(it.logits), explainer=exp.name, params=exp.params(),
+                granularity=granularity, target_fn=target_fn, model_id=model.model_id,
+                model_revision=model.revision, seed=seed, runtime_s=per, info=info,
+                versions=ver))
+    return [e for row in results for e in row]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max())
+    return (z / z.sum()).astype(np.float32)

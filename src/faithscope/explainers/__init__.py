@@ -1,0 +1,13 @@
+"""Explainers: each a small kernel registered under one name (see ``faithscope list``)."""
+
+from .attention import Attention, AttentionRollout, rollout
+from .base import OPERATORS, Explainer, Prepared, score_masks
+from .gradient import Gradient, GradientXInput, IntegratedGradients
+from .partition import PartitionShap, cluster_units
+from .perturbation import KernelShap, LeaveOneOut, Lime, RandomExplainer, ShapleySampling
+
+__all__ = [
+    "OPERATORS", "Attention", "AttentionRollout", "Explainer", "Gradient", "GradientXInput",
+    "IntegratedGradients", "KernelShap", "LeaveOneOut", "Lime", "PartitionShap", "Prepared",
+    "RandomExplainer", "ShapleySampling", "cluster_units", "rollout", "score_masks",
+]

@@ -1,0 +1,187 @@
+"""The explainer contract and the batched perturbation engine shared by all removal methods.
+
+An explainer is a frozen dataclass of keyword-only hyper-parameters with one kernel,
+:meth:`Explainer.attribute`, which receives *all* examples of a call at once and returns one
+``targets x units`` score matrix per example. Perturbation kernels only write binary unit masks
+(True = unit present); :func:`score_masks` turns the masks of every example into model inputs with
+the chosen masking operator and scores them in one virtual batch through the adapter.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ..models.adapter import Encoded, InputError, ModelAdapter
+from ..targets import TargetFn
+from ..units import Unit
+
+OPERATORS = ("mask", "pad", "unk", "delete")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """One example ready to explain: encoding, units, targets, model output on the input."""
+
+    example_id: str
+    enc: Encoded
+    units: tuple[Unit, ...]
+    targets: tuple[int, ...]
+    logits: np.ndarray
+    seed: int
+    token_unit: np.ndarray = field(repr=False)  # unit index of each token, -1 for none
+
+    @property
+    def n_units(self) -> int:
+        return len(self.units)
+
+    def rng(self, salt: str = "") -> np.random.Generator:
+        """A generator that depends only on (seed, example id, salt): batch-order invariant."""
+        key = zlib.crc32(f"{self.example_id}\0{salt}".encode())
+        return np.random.default_rng([self.seed, key])
+
+
+def token_unit_index(units: Sequence[Unit], n_tokens: int) -> np.ndarray:
+    out = np.full(n_tokens, -1, dtype=np.int64)
+    for k, u in enumerate(units):
+        out[list(u.tokens)] = k
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Explainer:
+    """Base class: subclasses set ``name`` and implement :meth:`attribute`."""
+
+    name: ClassVar[str] = ""
+    uses_model_internals: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = False
+
+    def params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def validate(self) -> None:
+        for f in fields(self):
+            if f.name.startswith("n_") or f.name in ("max_evals",):
+                value = getattr(self, f.name)
+                if not isinstance(value, int) or value <= 0:
+                    raise InputError(f"{self.name}: {f.name} must be a positive integer, "
+                                     f"got {value!r}")
+        op = getattr(self, "mask", None)
+        if op is not None and op not in OPERATORS:
+            raise InputError(f"{self.name}: mask must be one of {OPERATORS}, got {op!r}")
+
+    def attribute(
+        self, adapter: ModelAdapter, items: Sequence[Prepared], target_fn: TargetFn
+    ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+        raise NotImplementedError
+
+
+def target_values(logits: np.ndarray, targets: Sequence[int], target_fn: TargetFn) -> np.ndarray:
+    """``target_fn`` of every row for every target: float64 (rows x targets)."""
+    lt = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
+    cols = []
+    for t in targets:
+        idx = torch.full((lt.shape[0],), int(t), dtype=torch.long)
+        cols.append(target_fn(lt, idx).double().numpy())
+    return np.stack(cols, axis=1) if cols else np.zeros((lt.shape[0], 0))
+
+
+def _replace_blocks(item: Prepared, masks: np.ndarray, replacement: int
+                    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """One block realising ``masks`` (rows x units) by replacing removed units' tokens."""
+    enc = item.enc
+    tu = item.token_unit
+    has_unit = tu >= 0
+    removed = np.zeros((masks.shape[0], len(enc)), dtype=bool)
+    removed[:, has_unit] = ~masks[:, tu[has_unit]]
+    ids = np.where(removed, replacement, enc.ids[None, :])
+    types = None if enc.type_ids is None else np.repeat(enc.type_ids[None, :], len(masks), 0)
+    return [(ids, types)]
+
+
+def score_masks(
+    adapter: ModelAdapter,
+    items: Sequence[Prepared],
+    masks: Sequence[np.ndarray],
+    target_fn: TargetFn,
+    *,
+    operator: str = "mask",
+) -> list[np.ndarray]:
+    """Score unit masks (True = present) of many examples in one virtual batch.
+
+    Returns, per example, ``target_fn`` values (float64, rows x targets). Identical masks of an
+    example are run once.
+    """
+    if operator not in OPERATORS:
+        raise InputError(f"mask operator must be one of {OPERATORS}, got {operator!r}")
+    replacement = adapter.token_id(operator) if operator != "delete" else -1
+    all_blocks: list[np.ndarray] = []
+    all_types: list[np.ndarray] = []
+    plan = []
+    for item, m in zip(items, masks, strict=True):
+        m = np.asarray(m, dtype=bool).reshape(-1, item.n_units)
+        uniq, inverse = np.unique(m, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        if operator == "delete":
+            row_order, blocks = _delete_blocks(item, uniq)
+        else:
+            row_order = np.arange(len(uniq))
+            blocks = _replace_blocks(item, uniq, replacement)
+        start = len(all_blocks)
+        for ids, types in blocks:
+            all_blocks.append(ids)
+            if types is not None:
+                all_types.append(types)
+        plan.append((start, len(blocks), row_order, inverse))
+    has_types = bool(all_types) and len(all_types) == len(all_blocks)
+    logits = adapter.logits(all_blocks, all_types if has_types else None)
+    out = []
+    for item, (start, n, row_order, inverse) in zip(items, plan, strict=True):
+        lg = np.concatenate(logits[start : start + n]) if n else np.zeros((0, adapter.num_labels))
+        restored = np.empty_like(lg)
+        restored[row_order] = lg
+        out.append(target_values(restored, item.targets, target_fn)[inverse])
+    return out
+
+
+def _delete_blocks(item: Prepared, masks: np.ndarray
+                   ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray | None]]]:
+    """Blocks for the deletion operator: rows grouped by the number of tokens they keep."""
+    enc = item.enc
+    tu = item.token_unit
+    has_unit = tu >= 0
+    keep = np.ones((masks.shape[0], len(enc)), dtype=bool)
+    keep[:, has_unit] = masks[:, tu[has_unit]]
+    counts = keep.sum(axis=1)
+    order = np.argsort(counts, kind="stable")
+    ids = np.broadcast_to(enc.ids, keep.shape)
+    types = None if enc.type_ids is None else np.broadcast_to(enc.type_ids, keep.shape)
+    blocks = []
+    for c in np.unique(counts):
+        rows = order[counts[order] == c]
+        sel = keep[rows]
+        blocks.append((ids[rows][sel].reshape(len(rows), c),
+                       None if types is None else types[rows][sel].reshape(len(rows), c)))
+    return order, blocks
+
+
+def pool_tokens(item: Prepared, token_scores: np.ndarray, how: str = "sum") -> np.ndarray:
+    """Token scores (targets x tokens) -> unit scores (targets x units) by sum or L2 norm."""
+    ts = np.asarray(token_scores, dtype=np.float64)
+    out = np.zeros((ts.shape[0], item.n_units), dtype=np.float64)
+    tu = item.token_unit
+    sel = tu >= 0
+    if how == "l2":
+        np.add.at(out.T, tu[sel], (ts[:, sel] ** 2).T)
+        return np.sqrt(out)
+    np.add.at(out.T, tu[sel], ts[:, sel].T)
+    return out
+
+
+def full_masks(item: Prepared, n: int = 1, value: bool = True) -> np.ndarray:
+    return np.full((n, item.n_units), value, dtype=bool)

@@ -1,0 +1,215 @@
+"""Explanation: the one result type of faithscope, with lossless save/load.
+
+``scores`` has one row per explained target (class) and one column per unit. Everything needed
+to reproduce it travels with it: explainer name and hyper-parameters, model id and revision,
+target function, seed, granularity, library versions, runtime.
+
+Example
+-------
+>>> import numpy as np
+>>> from faithscope.explanation import Explanation
+>>> from faithscope.units import Unit
+>>> e = Explanation(example_id="0", text="good film", pair=None,
+...     units=(Unit("good", 0, 4, 0, (1,)), Unit("film", 5, 9, 0, (2,))),
+...     scores=np.array([[0.9, 0.1]], dtype=np.float32), targets=(1,), target_labels=("pos",),
+...     probs=np.array([0.2, 0.8], dtype=np.float32), explainer="lime", params={})
+>>> e.top_k(1)
+[0]
+>>> e.normalized("l1").scores.tolist()
+[[0.8999999761581421, 0.10000000149011612]]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .units import Unit
+
+NORMALIZATIONS = ("l1", "max", "minmax", "rank", "none")
+
+
+@dataclass(frozen=True, eq=False)
+class Explanation:
+    example_id: str
+    text: str
+    pair: str | None
+    units: tuple[Unit, ...]
+    scores: np.ndarray  # float32, targets x units
+    targets: tuple[int, ...]
+    target_labels: tuple[str, ...]
+    probs: np.ndarray  # float32, predicted class probabilities
+    explainer: str
+    params: Mapping[str, Any]
+    granularity: str = "word"
+    target_fn: str = "prob"
+    model_id: str = "unknown"
+    model_revision: str | None = None
+    seed: int | None = None
+    runtime_s: float = 0.0
+    info: Mapping[str, Any] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        scores = np.asarray(self.scores, dtype=np.float32)
+        if scores.ndim != 2 or scores.shape != (len(self.targets), len(self.units)):
+            raise ValueError(
+                f"scores must be targets x units = {(len(self.targets), len(self.units))}, "
+                f"got {scores.shape}"
+            )
+        object.__setattr__(self, "scores", scores)
+        object.__setattr__(self, "probs", np.asarray(self.probs, dtype=np.float32))
+
+    # --------------------------------------------------------------- helpers
+    @property
+    def predicted(self) -> int:
+        return int(np.argmax(self.probs))
+
+    @property
+    def unit_texts(self) -> list[str]:
+        return [u.text for u in self.units]
+
+    def row(self, target: int | None = None) -> np.ndarray:
+        """Scores for one target class (default: the first explained target)."""
+        if target is None:
+            return self.scores[0]
+        return self.scores[self.targets.index(target)]
+
+    def top_k(self, k: int, target: int | None = None, *, by: str = "value") -> list[int]:
+        """Indices of the ``k`` highest-scoring units (``by="abs"`` ranks by magnitude)."""
+        s = self.row(target)
+        key = np.abs(s) if by == "abs" else s
+        order = np.argsort(-key, kind="stable")
+        return [int(i) for i in order[: max(0, k)]]
+
+    def normalized(self, kind: str = "l1") -> Explanation:
+        return dataclasses.replace(self, scores=normalize(self.scores, kind))
+
+    def equals(self, other: Explanation, *, atol: float = 0.0) -> bool:
+        a, b = self.to_dict(), other.to_dict()
+        sa, sb = np.asarray(a.pop("scores")), np.asarray(b.pop("scores"))
+        pa, pb = np.asarray(a.pop("probs")), np.asarray(b.pop("probs"))
+        return (
+            a == b
+            and sa.shape == sb.shape
+            and np.allclose(sa, sb, atol=atol, rtol=0)
+            and np.allclose(pa, pb, atol=atol, rtol=0)
+        )
+
+    # ------------------------------------------------------------ serialise
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["units"] = [dataclasses.astuple(u) for u in self.units]
+        d["units"] = [[u[0], u[1], u[2], u[3], list(u[4])] for u in d["units"]]
+        d["scores"] = self.scores.tolist()  # float32 -> float64 is exact, and back
+        d["probs"] = self.probs.tolist()
+        d["targets"] = list(self.targets)
+        d["target_labels"] = list(self.target_labels)
+        d["params"] = _jsonable(dict(self.params))
+        d["info"] = _jsonable(dict(self.info))
+        d["versions"] = dict(self.versions)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Explanation:
+        d = dict(d)
+        d["units"] = tuple(Unit(u[0], int(u[1]), int(u[2]), int(u[3]), tuple(u[4]))
+                           for u in d["units"])
+        d["scores"] = np.asarray(d["scores"], dtype=np.float32).reshape(
+            len(d["targets"]), len(d["units"]))
+        d["probs"] = np.asarray(d["probs"], dtype=np.float32)
+        d["targets"] = tuple(int(t) for t in d["targets"])
+        d["target_labels"] = tuple(d["target_labels"])
+        return cls(**d)
+
+    # ------------------------------------------------------------- display
+    def _repr_html_(self) -> str:
+        s = self.row()
+        scale = float(np.max(np.abs(s))) or 1.0
+        spans = []
+        for u, v in zip(self.units, s, strict=True):
+            a = min(abs(float(v)) / scale, 1.0)
+            rgb = "220,38,38" if v >= 0 else "37,99,235"
+            spans.append(
+                f'<span title="{float(v):.4g}" style="background:rgba({rgb},{a:.2f});'
+                f'padding:1px 2px;border-radius:3px">{html.escape(u.text)}</span>'
+            )
+        label = html.escape(self.target_labels[0] if self.target_labels else "")
+        head = html.escape(f"{self.explainer} -> {label} (p={self.probs.max():.2f})")
+        return f"<div><b>{head}</b><br>{' '.join(spans)}</div>"
+
+
+def normalize(scores: np.ndarray, kind: str = "l1") -> np.ndarray:
+    """Normalise each row: ``l1`` (|s| sums to 1, signs kept), ``max`` (max |s| = 1),
+    ``minmax`` (to [0, 1]), ``rank`` (ranks of |s| scaled to (0, 1]), or ``none``."""
+    s = np.asarray(scores, dtype=np.float64)
+    if kind == "none":
+        out = s
+    elif kind == "l1":
+        d = np.abs(s).sum(axis=-1, keepdims=True)
+        out = np.divide(s, d, out=np.zeros_like(s), where=d > 0)
+    elif kind == "max":
+        d = np.abs(s).max(axis=-1, keepdims=True) if s.shape[-1] else np.ones(s.shape[:-1] + (1,))
+        out = np.divide(s, d, out=np.zeros_like(s), where=d > 0)
+    elif kind == "minmax":
+        lo = s.min(axis=-1, keepdims=True)
+        rng = s.max(axis=-1, keepdims=True) - lo
+        out = np.divide(s - lo, rng, out=np.zeros_like(s), where=rng > 0)
+    elif kind == "rank":
+        from scipy.stats import rankdata
+
+        n = s.shape[-1]
+        out = rankdata(np.abs(s), axis=-1) / max(n, 1)
+    else:
+        raise ValueError(f"normalisation must be one of {NORMALIZATIONS}, got {kind!r}")
+    return out.astype(np.float32)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return x
+
+
+def save_explanations(explanations: Iterable[Explanation], path: str | Path) -> Path:
+    """Write explanations to ``.jsonl``/``.json`` (one object per line) or ``.parquet``."""
+    path = Path(path)
+    rows = [e.to_dict() for e in explanations]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table({"record": [json.dumps(r) for r in rows]})
+        pq.write_table(table, tmp)
+    else:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_explanations(path: str | Path) -> list[Explanation]:
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        records: Sequence[str] = pq.read_table(path).column("record").to_pylist()
+    else:
+        records = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [Explanation.from_dict(json.loads(r)) for r in records]

@@ -1,0 +1,460 @@
+"""ModelAdapter: the only code that touches a model, its tokenizer and its device.
+
+It is also the single batching point. Explainers and metrics hand it *virtual batches* of any
+size (all LIME samples of many examples, all IG steps of many examples); the adapter sorts the
+rows by length, pads each chunk dynamically, runs chunks of at most ``max_batch_size`` rows, and
+on a CUDA out-of-memory error halves the chunk and retries it without losing finished chunks.
+
+Example
+-------
+>>> import faithscope as fs                                   # doctest: +SKIP
+>>> adapter = fs.load_model("textattack/bert-base-uncased-SST-2", max_batch_size=256)
+>>> enc = adapter.encode("a gorgeous film")
+>>> adapter.logits([enc.ids[None, :]])[0].shape
+(1, 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..targets import TargetFn
+
+IdBlock = np.ndarray  # int64 (rows x length): rows that share one length
+
+
+class InputError(ValueError):
+    """Bad user input (empty text, too long with strict=True, bad target...)."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One tokenized input: ids, segment ids, offsets, and which positions are special."""
+
+    text: str
+    pair: str | None
+    ids: np.ndarray
+    type_ids: np.ndarray | None
+    offsets: tuple[tuple[int, int], ...]
+    sequence_ids: tuple[int | None, ...]
+    truncated: bool
+
+    @property
+    def special(self) -> np.ndarray:
+        return np.array([s is None for s in self.sequence_ids], dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def _is_oom(err: BaseException) -> bool:
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+@dataclass
+class AdapterStats:
+    """Counters the benchmarks read: rows run forward, rows run forward+backward, chunks."""
+
+    forward_rows: int = 0
+    backward_rows: int = 0
+    chunks: int = 0
+    oom_retries: int = 0
+
+
+@dataclass(eq=False)
+class ModelAdapter:
+    model: Any
+    tokenizer: Any
+    model_id: str = "unknown"
+    revision: str | None = None
+    max_batch_size: int = 64
+    max_length: int | None = None
+    labels: tuple[str, ...] = ()
+    stats: AdapterStats = field(default_factory=AdapterStats)
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise InputError("max_batch_size must be >= 1")
+        self.model.eval()
+        self._batch = self.max_batch_size
+        tok = self.tokenizer
+        if tok.pad_token_id is None:
+            fallback = tok.eos_token_id if tok.eos_token_id is not None else tok.unk_token_id
+            tok.pad_token_id = fallback if fallback is not None else 0
+        cfg = getattr(self.model, "config", None)
+        if cfg is not None and getattr(cfg, "pad_token_id", None) is None:
+            cfg.pad_token_id = tok.pad_token_id
+        if self.max_length is None:
+            self.max_length = _infer_max_length(self.model, tok)
+        if not self.labels:
+            id2label = getattr(cfg, "id2label", None) or {}
+            n = self.num_labels
+            self.labels = tuple(str(id2label.get(i, f"LABEL_{i}")) for i in range(n))
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def num_labels(self) -> int:
+        cfg = getattr(self.model, "config", None)
+        n = getattr(cfg, "num_labels", None)
+        return int(n) if n else int(getattr(self.model, "num_labels", 2))
+
+    @property
+    def special_ids(self) -> frozenset[int]:
+        return frozenset(int(i) for i in self.tokenizer.all_special_ids)
+
+    def token_id(self, kind: str) -> int:
+        """Id used by a masking operator: ``mask`` (falls back to unk), ``unk`` or ``pad``."""
+        tok = self.tokenizer
+        order = {"mask": ("mask", "unk", "pad"), "unk": ("unk", "pad"), "pad": ("pad",)}[kind]
+        for name in order:
+            value = getattr(tok, f"{name}_token_id", None)
+            if value is not None:
+                return int(value)
+        raise InputError(f"tokenizer of {self.model_id} has no {kind} token")
+
+    @property
+    def pooling(self) -> str:
+        """Which position the classifier reads: ``first`` (BERT-style [CLS]) or ``last``
+        (decoder classifiers such as GPT-2 or Llama read the last real token)."""
+        from transformers.modeling_layers import GenericForSequenceClassification
+
+        if isinstance(self.model, GenericForSequenceClassification):
+            return "last"
+        if hasattr(self.model, "score") and not hasattr(self.model, "classifier"):
+            return "last"
+        return "first"
+
+    def embedding_matrix(self) -> torch.Tensor:
+        return self.model.get_input_embeddings().weight.detach()
+
+    # --------------------------------------------------------------- tokenize
+    def encode(self, text: str, pair: str | None = None, *, strict: bool = False) -> Encoded:
+        for name, value in (("text", text), ("pair", pair)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InputError(f"{name} is empty or whitespace-only")
+        tok = self.tokenizer
+        kw: dict[str, Any] = {"return_offsets_mapping": True, "add_special_tokens": True}
+        full = tok(text, pair, truncation=False, **kw)
+        truncated = len(full["input_ids"]) > (self.max_length or 10**9)
+        if truncated:
+            msg = (
+                f"input has {len(full['input_ids'])} tokens, more than the model's "
+                f"{self.max_length}"
+            )
+            if strict:
+                raise InputError(msg)
+            warnings.warn(msg + "; truncated", stacklevel=2)
+            full = tok(text, pair, truncation=True, max_length=self.max_length, **kw)
+        ids = np.asarray(full["input_ids"], dtype=np.int64)
+        types = full.get("token_type_ids")
+        return Encoded(
+            text=text,
+            pair=pair,
+            ids=ids,
+            type_ids=None if types is None else np.asarray(types, dtype=np.int64),
+            offsets=tuple((int(a), int(b)) for a, b in full["offset_mapping"]),
+            sequence_ids=tuple(full.sequence_ids()),
+            truncated=truncated,
+        )
+
+    # --------------------------------------------------------------- batching
+    def _plan(self, lengths: np.ndarray) -> np.ndarray:
+        return np.argsort(lengths, kind="stable")
+
+    def _chunks(self, order: np.ndarray, run: Callable[[np.ndarray], None]) -> None:
+        """Run ``run(rows)`` over chunks of ``order``; halve the chunk on CUDA OOM and retry."""
+        i = 0
+        while i < len(order):
+            size = self._batch
+            rows = order[i : i + size]
+            try:
+                run(rows)
+            except Exception as err:
+                if not _is_oom(err) or size == 1:
+                    raise
+                self._batch = max(1, size // 2)
+                self.stats.oom_retries += 1
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            self.stats.chunks += 1
+            i += len(rows)
+
+    def _inputs(
+        self, ids: list[np.ndarray], types: list[np.ndarray] | None
+    ) -> dict[str, torch.Tensor]:
+        width = max(len(x) for x in ids)
+        pad = int(self.tokenizer.pad_token_id)
+        arr = np.full((len(ids), width), pad, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for r, x in enumerate(ids):
+            arr[r, : len(x)] = x
+            mask[r, : len(x)] = 1
+        out = {
+            "input_ids": torch.from_numpy(arr).to(self.device),
+            "attention_mask": torch.from_numpy(mask).to(self.device),
+        }
+        if types is not None:
+            tt = np.zeros((len(ids), width), dtype=np.int64)
+            for r, x in enumerate(types):
+                tt[r, : len(x)] = x
+            out["token_type_ids"] = torch.from_numpy(tt).to(self.device)
+        return out
+
+    def _forward(self, inputs: dict[str, torch.Tensor], **kw: Any) -> Any:
+        out = self.model(**inputs, **kw)
+        return out
+
+    @staticmethod
+    def _logits_of(out: Any) -> torch.Tensor:
+        return out.logits if hasattr(out, "logits") else out
+
+    @staticmethod
+    def _rows(blocks: Sequence[IdBlock]) -> tuple[list[np.ndarray], np.ndarray]:
+        rows = [r for b in blocks for r in np.asarray(b)]
+        return rows, np.array([len(r) for r in rows], dtype=np.int64)
+
+    # ------------------------------------------------------------------ calls
+    def logits(
+        self, blocks: Sequence[IdBlock], type_blocks: Sequence[IdBlock] | None = None
+    ) -> list[np.ndarray]:
+        """Logits (float32, rows x classes) for every row of every block, in block order.
+
+        Rows may have any length; padding positions are masked out.
+        """
+        rows, lengths = self._rows(blocks)
+        trows = self._rows(type_blocks)[0] if type_blocks is not None else None
+        out = np.zeros((len(rows), self.num_labels), dtype=np.float32)
+
+        def run(idx: np.ndarray) -> None:
+            inputs = self._inputs([rows[i] for i in idx], trows and [trows[i] for i in idx])
+            with torch.inference_mode():
+                logits = self._logits_of(self._forward(inputs))
+            out[idx] = logits.float().cpu().numpy()
+            self.stats.forward_rows += len(idx)
+
+        self._chunks(self._plan(lengths), run)
+        sizes = np.cumsum([0] + [len(b) for b in blocks])
+        return [out[a:b] for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+
+    def predict_proba(self, encs: Sequence[Encoded]) -> np.ndarray:
+        logits = self.logits([e.ids[None, :] for e in encs], _types(encs))
+        return _softmax(np.concatenate(logits)) if logits else np.zeros((0, self.num_labels))
+
+    def embedding_gradients(
+        self,
+        encs: Sequence[Encoded],
+        targets: Sequence[Sequence[int]],
+        target_fn: TargetFn,
+        *,
+        alphas: Sequence[float] = (1.0,),
+        weights: Sequence[float] = (1.0,),
+        baseline: str | None = None,
+    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+        """Weighted sums of gradients of ``target_fn`` w.r.t. the input word embeddings.
+
+        For every encoding ``e``, target ``t`` and step ``s`` the word embeddings are set to
+        ``b + alphas[s] * (x - b)`` (``x`` the input's, ``b`` the baseline's: the embedding of the
+        ``baseline`` token (``mask``/``pad``/``unk``) on non-special positions, or zero when
+        ``baseline="zero"``; ``None`` means ``b = x``). Returns per encoding: the summed
+        gradients ``sum_s weights[s] * grad`` (targets x length x hidden), the input embeddings
+        ``x`` and the baseline embeddings ``b`` (length x hidden), and the target values
+        (targets x steps). All rows of all encodings form one virtual batch.
+        """
+        alphas_t = np.asarray(alphas, dtype=np.float64)
+        weights_t = np.asarray(weights, dtype=np.float64)
+        emb_layer = self.model.get_input_embeddings()
+        weight = emb_layer.weight
+        n_steps = len(alphas_t)
+        rows = [(e, k, s) for e in range(len(encs)) for k in range(len(targets[e]))
+                for s in range(n_steps)]
+        lengths = np.array([len(encs[e]) for e, _, _ in rows], dtype=np.int64)
+        hidden = weight.shape[1]
+        grads = [torch.zeros((len(targets[e]), len(encs[e]), hidden), dtype=torch.float32,
+                             device=self.device) for e in range(len(encs))]
+        values = [np.zeros((len(targets[e]), n_steps), dtype=np.float32)
+                  for e in range(len(encs))]
+        base_ids = [self._baseline_ids(enc, baseline) for enc in encs]
+
+        def run(idx: np.ndarray) -> None:
+            chosen = [rows[i] for i in idx]
+            inputs, z = self._interpolate(encs, base_ids, baseline,
+                                          [(e, alphas_t[s]) for e, _, s in chosen])
+            z.requires_grad_(True)
+            with torch.enable_grad(), self._embedding_override(z):
+                logits = self._logits_of(self._forward(inputs))
+                tidx = torch.tensor([targets[e][k] for e, k, _ in chosen], device=self.device)
+                val = target_fn(logits, tidx)
+                (g,) = torch.autograd.grad(val.sum(), z)
+            g = g.float()
+            v = val.detach().float().cpu().numpy()
+            for r, (e, k, s) in enumerate(chosen):
+                n = len(encs[e])
+                grads[e][k] += float(weights_t[s]) * g[r, :n]
+                values[e][k, s] = v[r]
+            self.stats.backward_rows += len(idx)
+
+        self._chunks(self._plan(lengths), run)
+        xs, bs = self._embeddings(encs, base_ids, baseline)
+        return [g.cpu().numpy() for g in grads], xs, bs, values
+
+    def _interpolate(
+        self,
+        encs: Sequence[Encoded],
+        base_ids: list[np.ndarray],
+        baseline: str | None,
+        rows: list[tuple[int, float]],
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Model inputs and word embeddings ``b + alpha (x - b)`` for (encoding, alpha) rows."""
+        emb_layer = self.model.get_input_embeddings()
+        ids = [encs[e].ids for e, _ in rows]
+        types = None if encs[0].type_ids is None else [encs[e].type_ids for e, _ in rows]
+        inputs = self._inputs(ids, types)
+        with torch.no_grad():
+            x = emb_layer(inputs["input_ids"]).float()
+            if baseline == "zero":
+                special = torch.from_numpy(_pad_special(encs, [e for e, _ in rows], x.shape[1]))
+                b = torch.where(special.to(self.device)[..., None], x, torch.zeros_like(x))
+            elif baseline is None:
+                b = x
+            else:
+                bids = self._inputs([base_ids[e] for e, _ in rows], None)["input_ids"]
+                b = emb_layer(bids).float()
+            a = torch.tensor([a for _, a in rows], device=self.device,
+                             dtype=torch.float32).view(-1, 1, 1)
+            z = (b + a * (x - b)).to(emb_layer.weight.dtype)
+        return inputs, z
+
+    @contextlib.contextmanager
+    def _embedding_override(self, z: torch.Tensor) -> Iterator[None]:
+        """Within the block, the word-embedding layer outputs ``z`` instead of its lookup."""
+        handle = self.model.get_input_embeddings().register_forward_hook(lambda *_: z)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def interpolated_logits(
+        self, encs: Sequence[Encoded], *, alphas: Sequence[float], baseline: str | None
+    ) -> list[np.ndarray]:
+        """Logits (alphas x classes) per encoding at embeddings ``b + alpha (x - b)``."""
+        rows = [(e, float(a)) for e in range(len(encs)) for a in alphas]
+        lengths = np.array([len(encs[e]) for e, _ in rows], dtype=np.int64)
+        base_ids = [self._baseline_ids(enc, baseline) for enc in encs]
+        out = np.zeros((len(rows), self.num_labels), dtype=np.float32)
+
+        def run(idx: np.ndarray) -> None:
+            inputs, z = self._interpolate(encs, base_ids, baseline, [rows[i] for i in idx])
+            with torch.inference_mode(), self._embedding_override(z):
+                out[idx] = self._logits_of(self._forward(inputs)).float().cpu().numpy()
+            self.stats.forward_rows += len(idx)
+
+        self._chunks(self._plan(lengths), run)
+        return list(out.reshape(len(encs), len(alphas), -1))
+
+    def _baseline_ids(self, enc: Encoded, baseline: str | None) -> np.ndarray:
+        if baseline in (None, "zero"):
+            return enc.ids
+        if baseline not in ("mask", "pad", "unk"):
+            raise InputError(f"unknown baseline {baseline!r}: use mask, pad, unk or zero")
+        out = enc.ids.copy()
+        out[~enc.special] = self.token_id(baseline)
+        return out
+
+    def _embeddings(
+        self, encs: Sequence[Encoded], base_ids: list[np.ndarray], baseline: str | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        w = self.embedding_matrix().float().cpu().numpy()
+        xs = [w[e.ids] for e in encs]
+        if baseline == "zero":
+            bs = [np.where(e.special[:, None], x, 0.0).astype(np.float32)
+                  for e, x in zip(encs, xs, strict=True)]
+        else:
+            bs = [w[b] for b in base_ids]
+        return xs, bs
+
+    def attentions(self, encs: Sequence[Encoded]) -> list[np.ndarray]:
+        """Attention weights per encoding: float32 (layers x heads x length x length)."""
+        lengths = np.array([len(e) for e in encs], dtype=np.int64)
+        out: list[np.ndarray] = [np.zeros(0)] * len(encs)
+
+        def run(idx: np.ndarray) -> None:
+            types = None if encs[0].type_ids is None else [encs[i].type_ids for i in idx]
+            inputs = self._inputs([encs[i].ids for i in idx], types)
+            with torch.inference_mode():
+                res = self._forward(inputs, output_attentions=True)
+            att = torch.stack([a.float() for a in res.attentions], dim=1).cpu().numpy()
+            for r, i in enumerate(idx):
+                n = len(encs[i])
+                out[i] = att[r, :, :, :n, :n]
+            self.stats.forward_rows += len(idx)
+
+        with self.eager_attention():
+            self._chunks(self._plan(lengths), run)
+        return out
+
+    @contextlib.contextmanager
+    def eager_attention(self) -> Iterator[None]:
+        """Temporarily switch to eager attention, which is needed to return attention weights."""
+        cfg = getattr(self.model, "config", None)
+        current = getattr(cfg, "_attn_implementation", None)
+        setter = getattr(self.model, "set_attn_implementation", None)
+        if current in (None, "eager") or setter is None:
+            yield
+            return
+        setter("eager")
+        try:
+            yield
+        finally:
+            setter(current)
+
+
+def _types(encs: Sequence[Encoded]) -> list[np.ndarray] | None:
+    if not encs or encs[0].type_ids is None:
+        return None
+    return [e.type_ids[None, :] for e in encs]  # type: ignore[index]
+
+
+def _pad_special(encs: Sequence[Encoded], chosen: list[int], width: int) -> np.ndarray:
+    out = np.zeros((len(chosen), width), dtype=bool)
+    for r, e in enumerate(chosen):
+        sp = encs[e].special
+        out[r, : len(sp)] = sp
+    return out
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(axis=-1, keepdims=True)
+    ez = np.exp(z)
+    return (ez / ez.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def _infer_max_length(model: Any, tokenizer: Any) -> int:
+    cfg = getattr(model, "config", None)
+    limits = []
+    pos = getattr(cfg, "max_position_embeddings", None)
+    if pos:
+        offset = 2 if getattr(cfg, "model_type", "") in {"roberta", "xlm-roberta", "camembert",
+                                                          "mpnet", "longformer"} else 0
+        limits.append(int(pos) - offset)
+    tml = getattr(tokenizer, "model_max_length", None)
+    if tml and tml < 1_000_000:
+        limits.append(int(tml))
+    return min(limits) if limits else 512

@@ -1,0 +1,80 @@
+"""One registry class for every pluggable part: explainers, metrics, targets, datasets.
+
+Example
+-------
+>>> from faithscope.registry import Registry
+>>> colours = Registry("colour")
+>>> @colours.register("red")
+... def red() -> str:
+...     return "#f00"
+>>> colours.get("red")()
+'#f00'
+>>> colours.names()
+['red']
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class UnknownNameError(KeyError):
+    """Raised for a name that is not registered; the message suggests the closest names."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; we want a plain sentence
+        return str(self.args[0])
+
+
+class Registry(Generic[T]):
+    """A name -> object mapping with decorator registration and helpful lookup errors."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator registering ``obj`` under ``name`` (names are unique)."""
+
+        def deco(obj: T) -> T:
+            if name in self._items and self._items[name] is not obj:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._items[name] = obj
+            return obj
+
+        return deco
+
+    def add(self, name: str, obj: T) -> T:
+        return self.register(name)(obj)
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names())})"
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+explainers: Registry[type] = Registry("explainer")
+metrics: Registry[type] = Registry("metric")
+targets: Registry[Callable[..., object]] = Registry("target")
+datasets: Registry[Callable[..., object]] = Registry("dataset")

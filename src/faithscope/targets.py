@@ -1,0 +1,60 @@
+"""Attributed quantities ("targets"): functions of the logits explained by every explainer.
+
+Each target maps ``logits`` (rows x classes, a torch tensor) and the class index of each row to
+one scalar per row. They are differentiable, so gradient explainers and perturbation explainers
+explain the same number. Reference: Inseq's attributed-function design (Sarti et al., 2023).
+
+Example
+-------
+>>> import torch
+>>> from faithscope.targets import get_target
+>>> logits = torch.tensor([[0.0, 2.0]])
+>>> round(float(get_target("prob")(logits, torch.tensor([1]))[0]), 4)
+0.8808
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .registry import targets
+
+TargetFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _pick(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return values.gather(-1, index.long().view(-1, 1)).squeeze(-1)
+
+
+@targets.register("logit")
+def logit(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The raw logit of the target class."""
+    return _pick(logits.float(), index)
+
+
+@targets.register("prob")
+def prob(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Softmax probability of the target class (ERASER's and ferret's quantity)."""
+    return _pick(torch.softmax(logits.float(), dim=-1), index)
+
+
+@targets.register("log_prob")
+def log_prob(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Log-softmax of the target class."""
+    return _pick(torch.log_softmax(logits.float(), dim=-1), index)
+
+
+@targets.register("contrast")
+def contrast(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Log-odds of the target against all other classes: logit_t - logsumexp(other logits)."""
+    x = logits.float()
+    t = _pick(x, index)
+    others = x.scatter(-1, index.long().view(-1, 1), float("-inf"))
+    return t - torch.logsumexp(others, dim=-1)
+
+
+def get_target(name: str) -> TargetFn:
+    fn: TargetFn = targets.get(name)  # type: ignore[assignment]
+    return fn
