@@ -1,0 +1,166 @@
+"""Command line: ``faithscope explain | list | demo``.
+
+Bad input gets one line on stderr and exit code 2, never a traceback.
+
+Example
+-------
+$ faithscope list explainers
+$ faithscope explain --model PATH --text "a fine film" --explainer lime --output out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"faithscope: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _explainer_specs(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]]]:
+    from dataclasses import fields
+
+    from .registry import explainers
+
+    params: dict[str, dict[str, Any]] = {}
+    for item in args.param or []:
+        if "=" not in item or "." not in item.split("=", 1)[0]:
+            raise ValueError(f"--param must look like EXPLAINER.KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        name, field = key.split(".", 1)
+        params.setdefault(name, {})[field] = _parse_value(value)
+    specs = []
+    for name in args.explainer:
+        cls = explainers.get(name) if name in explainers else None
+        p = dict(params.get(name, {}))
+        known = {f.name for f in fields(cls)} if cls else set()
+        for flag, field in (("n_samples", "n_samples"), ("n_steps", "n_steps")):
+            value = getattr(args, flag)
+            if value is not None and field in known:
+                p.setdefault(field, value)
+        specs.append((name, p))
+    return specs
+
+
+def cmd_explain(args: argparse.Namespace, console: Console) -> int:
+    from .api import explain, make_explainer
+    from .explanation import save_explanations
+    from .models import load_model
+    from .render import print_explanations
+
+    for flag in ("n_samples", "n_steps"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
+    specs = _explainer_specs(args)
+    instances = [make_explainer(s) for s in specs]  # validate before loading the model
+    target: Any = args.target
+    if target not in (None, "predicted", "all"):
+        target = int(target) if target.lstrip("-").isdigit() else target
+    model = load_model(args.model, num_labels=args.num_labels, device=args.device,
+                       dtype=args.dtype, max_batch_size=args.max_batch_size)
+    inp: Any = (args.text, args.pair) if args.pair is not None else args.text
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exps = explain(model, [inp], instances, granularity=args.granularity, target=target,
+                       target_fn=args.target_fn, seed=args.seed, strict=args.strict)
+    for w in caught:
+        console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
+    print_explanations(exps, console)
+    if args.output:
+        path = save_explanations(exps, args.output)
+        console.print(f"wrote {len(exps)} explanations to {path}", highlight=False)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    from . import registry
+
+    reg = {"explainers": registry.explainers, "targets": registry.targets,
+           "metrics": registry.metrics, "datasets": registry.datasets}[args.what]
+    for name in reg.names():
+        print(name)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from .demo import run_demo
+
+    run_demo(n_examples=args.n_examples, n_train=args.n_train, console=console,
+             encoder=args.encoder)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .explainers.base import OPERATORS  # noqa: F401  (import registers explainers)
+
+    p = _Parser(prog="faithscope", description="Explain language models and measure how far "
+                "the explanations can be trusted.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    e = sub.add_parser("explain", help="explain one text (or text pair) with explainers")
+    e.add_argument("--model", required=True, help="hub id or local path of a classifier")
+    e.add_argument("--text", required=True)
+    e.add_argument("--pair", help="second text of a pair (e.g. NLI hypothesis)")
+    e.add_argument("--explainer", action="append", required=True,
+                   help="registered explainer name (repeat for several)")
+    e.add_argument("--param", action="append", metavar="EXPLAINER.KEY=VALUE",
+                   help="hyper-parameter, e.g. lime.n_samples=500 (repeatable)")
+    e.add_argument("--n-samples", type=int, help="n_samples for explainers that have it")
+    e.add_argument("--n-steps", type=int, help="n_steps for explainers that have it")
+    e.add_argument("--granularity", choices=("token", "word"), default="word")
+    e.add_argument("--target", default=None, help="predicted (default), all, index or label")
+    e.add_argument("--target-fn", default="prob", help="prob, logit, log_prob or contrast")
+    e.add_argument("--num-labels", type=int, default=None,
+                   help="new head size when the checkpoint has no classification head")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    e.add_argument("--max-batch-size", type=int, default=64)
+    e.add_argument("--strict", action="store_true", help="refuse texts longer than the model")
+    e.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")
+    e.set_defaults(func=cmd_explain)
+    ls = sub.add_parser("list", help="list registered names")
+    ls.add_argument("what", choices=("explainers", "targets", "metrics", "datasets"))
+    ls.set_defaults(func=cmd_list)
+    d = sub.add_parser("demo", help="offline demo: fine-tune MiniLM on SST-2 and explain")
+    d.add_argument("--n-examples", type=int, default=3)
+    d.add_argument("--n-train", type=int, default=4000)
+    d.add_argument("--encoder", default=None, help="encoder checkpoint (default: MiniLM-L6)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .data.readers import DataError
+    from .models import InputError
+
+    console = Console(stderr=False)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args, console))
+    except (InputError, DataError, ValueError, KeyError, FileNotFoundError) as err:
+        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"faithscope: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Terminal heatmaps of explanations (rich).
+
+Positive scores are red, negative blue; intensity is the score over the largest magnitude.
+
+Example
+-------
+>>> from faithscope.render import heatmap_text            # doctest: +SKIP
+>>> rich.print(heatmap_text(explanation))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .explanation import Explanation
+
+
+def _colour(v: float) -> str:
+    a = min(abs(v), 1.0)
+    base = (255, 255, 255)
+    tint = (220, 38, 38) if v >= 0 else (37, 99, 235)
+    r, g, b = (round(base[i] + a * (tint[i] - base[i])) for i in range(3))
+    fg = "white" if a > 0.55 else "black"
+    return f"{fg} on rgb({r},{g},{b})"
+
+
+def heatmap_text(exp: Explanation, target: int | None = None) -> Text:
+    """The text with every unit coloured by its score (pair parts separated by ' || ')."""
+    s = exp.row(target).astype(np.float64)
+    scale = float(np.max(np.abs(s))) if s.size else 1.0
+    scale = scale or 1.0
+    out = Text()
+    part = 0
+    for u, v in zip(exp.units, s, strict=True):
+        if u.part != part:
+            out.append(" || ")
+            part = u.part
+        elif len(out):
+            out.append(" ")
+        out.append(u.text, style=_colour(v / scale))
+    return out
+
+
+def print_explanations(explanations: Sequence[Explanation], console: Console | None = None
+                       ) -> None:
+    """One table per example: a row per explainer with its heatmap and runtime."""
+    console = console or Console()
+    by_example: dict[str, list[Explanation]] = {}
+    for e in explanations:
+        by_example.setdefault(e.example_id, []).append(e)
+    for exps in by_example.values():
+        first = exps[0]
+        label = first.target_labels[0] if first.target_labels else str(first.targets[0])
+        title = f"{first.text!r}" + (f" / {first.pair!r}" if first.pair else "")
+        table = Table(title=f"{title}\nexplaining {label} (p={first.probs.max():.2f}, "
+                      f"target {first.target_fn})", show_lines=False, title_justify="left")
+        table.add_column("explainer", style="bold")
+        table.add_column("heatmap (red +, blue -)")
+        table.add_column("s/expl", justify="right")
+        for e in exps:
+            table.add_row(e.explainer, heatmap_text(e), f"{e.runtime_s:.3f}")
+        console.print(table)
