@@ -137,7 +137,10 @@ def explain(
     """
     if isinstance(inputs, str | tuple | Example):
         inputs = [inputs]
-    if isinstance(explainers, str | Explainer):
+    if isinstance(explainers, str | Explainer) or (
+        isinstance(explainers, tuple) and len(explainers) == 2
+        and isinstance(explainers[0], str) and isinstance(explainers[1], Mapping)
+    ):  # one explainer: a name, an instance or a (name, params) pair
         explainers = [explainers]
     exps = [make_explainer(e) for e in explainers]
     if target_fn not in targets:

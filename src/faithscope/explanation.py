@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,7 +141,7 @@ class Explanation:
                 f'<span title="{float(v):.4g}" style="background:rgba({rgb},{a:.2f});'
                 f'padding:1px 2px;border-radius:3px">{html.escape(u.text)}</span>'
             )
-        label = html.escape(self.target_labels[0] if self.target_labels else "")
+        label = self.target_labels[0] if self.target_labels else ""
         head = html.escape(f"{self.explainer} -> {label} (p={self.probs.max():.2f})")
         return f"<div><b>{head}</b><br>{' '.join(spans)}</div>"
 
@@ -191,11 +191,7 @@ def save_explanations(explanations: Iterable[Explanation], path: str | Path) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        table = pa.table({"record": [json.dumps(r) for r in rows]})
-        pq.write_table(table, tmp)
+        _write_parquet(rows, tmp)
     else:
         with open(tmp, "w", encoding="utf-8") as fh:
             for r in rows:
@@ -207,9 +203,38 @@ def save_explanations(explanations: Iterable[Explanation], path: str | Path) -> 
 def load_explanations(path: str | Path) -> list[Explanation]:
     path = Path(path)
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        records: Sequence[str] = pq.read_table(path).column("record").to_pylist()
-    else:
-        records = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+        return [Explanation.from_dict(r) for r in _read_parquet(path)]
+    records = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
     return [Explanation.from_dict(json.loads(r)) for r in records]
+
+
+_JSON_COLUMNS = ("units", "params", "info", "versions")
+
+
+def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
+    """One row per explanation; scores as list<list<float32>>, nested metadata as JSON."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols: dict[str, Any] = {}
+    for name in (f.name for f in dataclasses.fields(Explanation)):
+        values = [r[name] for r in rows]
+        if name in _JSON_COLUMNS:
+            cols[name] = pa.array([json.dumps(v) for v in values], pa.string())
+        elif name == "scores":
+            cols[name] = pa.array(values, pa.list_(pa.list_(pa.float32())))
+        elif name == "probs":
+            cols[name] = pa.array(values, pa.list_(pa.float32()))
+        else:
+            cols[name] = pa.array(values)
+    pq.write_table(pa.table(cols), path)
+
+
+def _read_parquet(path: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(path).to_pylist()
+    for r in rows:
+        for name in _JSON_COLUMNS:
+            r[name] = json.loads(r[name])
+    return rows

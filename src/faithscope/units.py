@@ -121,11 +121,13 @@ def _segment_units(
     if truncated:  # drop text the model never saw
         while units and not units[-1].tokens:
             units.pop()
-    # attach whitespace-only tokens to the next unit (or the previous one at the end)
+    # attach whitespace-only tokens to the next unit (or the previous one at the end); "next"
+    # is judged by the units' own tokens, not by whitespace tokens attached in this loop
+    firsts = [min(u.tokens) if u.tokens else None for u in units]
     for p in empty:
         if not units:
             break
-        nxt = next((k for k, u in enumerate(units) if u.tokens and min(u.tokens) > p), None)
+        nxt = next((k for k, f in enumerate(firsts) if f is not None and f > p), None)
         k = nxt if nxt is not None else len(units) - 1
         u = units[k]
         units[k] = Unit(u.text, u.start, u.end, part, tuple(sorted((*u.tokens, p))))

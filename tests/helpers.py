@@ -1,0 +1,119 @@
+"""Shared test helpers: a linear bag-of-embeddings classifier with known attributions, input
+sentences, and brute-force Shapley values computed by enumerating every coalition."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from torch import nn
+
+import faithscope as fs
+from faithscope.explainers import score_masks
+from faithscope.targets import get_target
+
+ASSETS = Path(__file__).parent / "assets"
+
+# [PAD], [UNK], [MASK] in the BERT uncased vocabulary (tests/assets/bert_vocab.txt)
+BERT_PAD, BERT_UNK, BERT_MASK = 0, 100, 103
+
+SENTENCES = [
+    "An unboxing, frankly: it's well-conceived!",  # subword splits + punctuation
+    "a gorgeous, witty film",
+]
+PAIR = ("the plot is thin.", "yet oddly moving")
+INPUTS = [*SENTENCES, PAIR]
+
+
+class LinearBag(nn.Module):
+    """logits = sum over real positions of E[ids] @ W + b: every token adds a fixed vector.
+
+    The [PAD], [UNK] and [MASK] rows of E are zero, so replacing a unit's tokens by [MASK] (or
+    deleting them) removes exactly that unit's contribution: with ``target_fn="logit"`` the
+    explained quantity is linear in the unit mask, and the exact attribution of unit ``u`` to
+    class ``c`` is ``sum(E[id] @ W[:, c] for id in u's tokens)``.
+    """
+
+    def __init__(self, vocab_size: int = 30522, hidden: int = 8, num_labels: int = 2,
+                 zero_ids: tuple[int, ...] = (BERT_PAD, BERT_UNK, BERT_MASK), seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.emb = nn.Embedding(vocab_size, hidden)
+        self.W = nn.Parameter(torch.randn(hidden, num_labels, generator=g))
+        self.b = nn.Parameter(torch.randn(num_labels, generator=g))
+        with torch.no_grad():
+            self.emb.weight.copy_(torch.randn(vocab_size, hidden, generator=g))
+            self.emb.weight[list(zero_ids)] = 0.0
+        self.config = SimpleNamespace(num_labels=num_labels, pad_token_id=None)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.emb
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_):
+        x = self.emb(input_ids)  # (rows, length, hidden); a forward hook may replace it
+        if attention_mask is not None:
+            x = x * attention_mask[..., None].to(x.dtype)
+        return x.sum(1) @ self.W + self.b  # a plain tensor: the adapter accepts that too
+
+    def token_contributions(self, ids: np.ndarray) -> np.ndarray:
+        """Per-token contribution to every logit: (length x classes)."""
+        with torch.no_grad():
+            return (self.emb.weight[torch.as_tensor(ids)] @ self.W).double().numpy()
+
+    def unit_contributions(self, item) -> np.ndarray:
+        """Exact per-unit contributions (classes x units) for a Prepared item."""
+        tok = self.token_contributions(item.enc.ids)
+        return np.stack([tok[list(u.tokens)].sum(0) for u in item.units], axis=1)
+
+
+def all_coalitions(d: int) -> np.ndarray:
+    """Every subset of d units as a boolean mask (2**d x d); row i is the binary code of i."""
+    codes = np.arange(2**d)
+    return ((codes[:, None] >> np.arange(d)) & 1).astype(bool)
+
+
+def game_values(adapter, item, target_fn: str = "prob", operator: str = "mask") -> np.ndarray:
+    """v(S) for every coalition S (2**d x targets), in all_coalitions order."""
+    masks = all_coalitions(item.n_units)
+    return score_masks(adapter, [item], [masks], get_target(target_fn), operator=operator)[0]
+
+
+def brute_force_shapley(values: np.ndarray, d: int) -> np.ndarray:
+    """Exact Shapley values (targets x units) from v over all coalitions (all_coalitions order):
+    phi_i = sum_{S not containing i} |S|! (d-|S|-1)! / d! (v(S+i) - v(S))."""
+    phi = np.zeros((values.shape[1], d))
+    for i in range(d):
+        bit = 1 << i
+        for code in range(2**d):
+            if code & bit:
+                continue
+            s = bin(code).count("1")
+            w = math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d)
+            phi[:, i] += w * (values[code | bit] - values[code])
+    return phi
+
+
+def marginal_std(values: np.ndarray, d: int) -> np.ndarray:
+    """Standard deviation (targets x units) of unit i's marginal contribution v(S+i) - v(S)
+    when S is the set of units before i in a uniformly random permutation."""
+    mean = brute_force_shapley(values, d)
+    var = np.zeros_like(mean)
+    for i in range(d):
+        bit = 1 << i
+        for code in range(2**d):
+            if code & bit:
+                continue
+            s = bin(code).count("1")
+            w = math.factorial(s) * math.factorial(d - s - 1) / math.factorial(d)
+            var[:, i] += w * (values[code | bit] - values[code] - mean[:, i]) ** 2
+    return np.sqrt(var)
+
+
+def with_batch_size(adapter: fs.ModelAdapter, max_batch_size: int) -> fs.ModelAdapter:
+    """A fresh adapter (own stats and batch size) around the same model and tokenizer."""
+    return fs.ModelAdapter(adapter.model, adapter.tokenizer, model_id=adapter.model_id,
+                           revision=adapter.revision, max_batch_size=max_batch_size,
+                           max_length=adapter.max_length, labels=adapter.labels)
