@@ -2,14 +2,18 @@
 
 Example
 -------
->>> import faithscope as fs                                               # doctest: +SKIP
->>> model = fs.load_model("path/to/sst2-classifier")
->>> exps = fs.explain(model, ["a gorgeous, witty film"], explainers=["lime", "gradient"])
->>> exps[0].top_k(2)
+>>> import faithscope as fs
+>>> from faithscope.models.tiny import tiny_classifier
+>>> model = tiny_classifier()            # or fs.load_model("hub-id-or-path")
+>>> exps = fs.explain(model, ["a gorgeous, witty film", ("a man plays", "someone plays")],
+...                   explainers=["lime", "gradient"], granularity="word")
+>>> [(e.example_id, e.explainer, e.scores.shape) for e in exps]
+[('0', 'lime', (1, 5)), ('0', 'gradient', (1, 5)), ('1', 'lime', (1, 5)), ('1', 'gradient', (1, 5))]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from collections.abc import Mapping, Sequence
@@ -34,7 +38,7 @@ ExplainerLike = str | Explainer | tuple[str, Mapping[str, Any]]
 def make_explainer(spec: ExplainerLike, **params: Any) -> Explainer:
     """An explainer from a registered name (plus keyword hyper-parameters) or an instance."""
     if isinstance(spec, Explainer):
-        exp = spec
+        exp = dataclasses.replace(spec, **params) if params else spec
     else:
         if isinstance(spec, tuple):
             spec, extra = spec
@@ -102,6 +106,8 @@ def prepare(
     strict: bool = False,
 ) -> list[Prepared]:
     """Encode inputs, build units, run the model once on all of them, resolve targets."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
     if granularity not in GRANULARITIES:
         raise InputError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     examples = [_as_example(x, i) for i, x in enumerate(inputs)]

@@ -4,8 +4,12 @@ Positive scores are red, negative blue; intensity is the score over the largest 
 
 Example
 -------
->>> from faithscope.render import heatmap_text            # doctest: +SKIP
->>> rich.print(heatmap_text(explanation))
+>>> import faithscope as fs
+>>> from faithscope.models.tiny import tiny_classifier
+>>> from faithscope.render import heatmap_text
+>>> (exp,) = fs.explain(tiny_classifier(), ["a good film"], ["leave_one_out"])
+>>> heatmap_text(exp).plain
+'a good film'
 """
 
 from __future__ import annotations

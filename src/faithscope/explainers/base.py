@@ -68,7 +68,7 @@ class Explainer:
         for f in fields(self):
             if f.name.startswith("n_") or f.name in ("max_evals",):
                 value = getattr(self, f.name)
-                if not isinstance(value, int) or value <= 0:
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                     raise InputError(f"{self.name}: {f.name} must be a positive integer, "
                                      f"got {value!r}")
         op = getattr(self, "mask", None)

@@ -8,8 +8,11 @@ Kononenko 2014 and Castro et al. 2009 (permutation sampling); Li et al. 2016 (le
 
 Example
 -------
->>> import faithscope as fs                                          # doctest: +SKIP
->>> fs.explain(adapter, ["a tender film"], explainers=[fs.explainers.Lime(n_samples=500)])
+>>> import faithscope as fs
+>>> from faithscope.models.tiny import tiny_classifier
+>>> (exp,) = fs.explain(tiny_classifier(), ["a tender film"], [fs.explainers.Lime(n_samples=64)])
+>>> exp.scores.shape, exp.info["forwards"] <= 64
+((1, 3), True)
 """
 
 from __future__ import annotations

