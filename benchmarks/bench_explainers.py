@@ -105,7 +105,8 @@ def rates(adapter: fs.ModelAdapter, enc: object, sizes: list[int], backward: boo
             for _ in range(1 if warm else reps):
                 if backward:
                     emb = model.get_input_embeddings()(x).detach().requires_grad_(True)
-                    h = model.get_input_embeddings().register_forward_hook(lambda *a: emb)
+                    h = model.get_input_embeddings().register_forward_hook(
+                        lambda *a, e=emb: e)
                     try:
                         out = model(input_ids=x, attention_mask=mask).logits
                         torch.autograd.grad(out[:, 0].sum(), emb)

@@ -94,8 +94,10 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from . import registry
 
-    reg = {"explainers": registry.explainers, "targets": registry.targets,
-           "metrics": registry.metrics, "datasets": registry.datasets}[args.what]
+    regs: dict[str, registry.Registry[Any]] = {
+        "explainers": registry.explainers, "targets": registry.targets,
+        "metrics": registry.metrics, "datasets": registry.datasets}
+    reg = regs[args.what]
     for name in reg.names():
         print(name)
     return 0

@@ -112,7 +112,7 @@ class IntegratedGradients(Explainer):
         encs = [it.enc for it in items]
         grads, xs, bs, _ = adapter.embedding_gradients(
             encs, [it.targets for it in items], target_fn,
-            alphas=alphas, weights=weights, baseline=self.baseline)
+            alphas=alphas.tolist(), weights=weights.tolist(), baseline=self.baseline)
         base_logits = self._baseline_logits(adapter, items)
         scores, infos = [], []
         for it, g, x, b, bl in zip(items, grads, xs, bs, base_logits, strict=True):

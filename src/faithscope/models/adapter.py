@@ -325,7 +325,7 @@ class ModelAdapter:
         """Model inputs and word embeddings ``b + alpha (x - b)`` for (encoding, alpha) rows."""
         emb_layer = self.model.get_input_embeddings()
         ids = [encs[e].ids for e, _ in rows]
-        types = None if encs[0].type_ids is None else [encs[e].type_ids for e, _ in rows]
+        types = _type_rows([encs[e] for e, _ in rows])
         inputs = self._inputs(ids, types)
         with torch.no_grad():
             x = emb_layer(inputs["input_ids"]).float()
@@ -396,8 +396,7 @@ class ModelAdapter:
         out: list[np.ndarray] = [np.zeros(0)] * len(encs)
 
         def run(idx: np.ndarray) -> None:
-            types = None if encs[0].type_ids is None else [encs[i].type_ids for i in idx]
-            inputs = self._inputs([encs[i].ids for i in idx], types)
+            inputs = self._inputs([encs[i].ids for i in idx], _type_rows([encs[i] for i in idx]))
             with torch.inference_mode():
                 res = self._forward(inputs, output_attentions=True)
             att = torch.stack([a.float() for a in res.attentions], dim=1).cpu().numpy()
@@ -430,6 +429,12 @@ def _types(encs: Sequence[Encoded]) -> list[np.ndarray] | None:
     if not encs or encs[0].type_ids is None:
         return None
     return [e.type_ids[None, :] for e in encs]  # type: ignore[index]
+
+
+def _type_rows(encs: Sequence[Encoded]) -> list[np.ndarray] | None:
+    """Segment ids of each encoding, or None when the tokenizer has none."""
+    rows = [e.type_ids for e in encs]
+    return None if any(r is None for r in rows) else rows  # type: ignore[return-value]
 
 
 def _pad_special(encs: Sequence[Encoded], chosen: list[int], width: int) -> np.ndarray:

@@ -120,10 +120,10 @@ def finetune(
     target = root / key
     meta_file = target / "faithscope_finetune.json"
     if meta_file.exists():
-        info = json.loads(meta_file.read_text())
+        cached = json.loads(meta_file.read_text())
         tuned = load_model(target, device=device, max_batch_size=max_batch_size)
-        tuned.model_id, tuned.revision = info["model_id"], key
-        return tuned, {**info, "cached": True, "path": str(target)}
+        tuned.model_id, tuned.revision = cached["model_id"], key
+        return tuned, {**cached, "cached": True, "path": str(target)}
     t0 = time.perf_counter()
     losses = _train(adapter, train, recipe, progress)
     info: dict[str, Any] = {
@@ -161,7 +161,8 @@ def _train(adapter: ModelAdapter, train: Sequence[Example], recipe: Recipe,
     steps_per_epoch = math.ceil(len(train) / recipe.batch_size)
     total = steps_per_epoch * recipe.epochs
     warm = max(1, int(recipe.warmup * total))
-    decay, no_decay = [], []
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
     for n, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "norm" in n.lower() else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},

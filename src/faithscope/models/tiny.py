@@ -22,7 +22,7 @@ import torch
 
 from .adapter import ModelAdapter
 
-_WORDS = (
+_WORDS = (  # noqa: SIM905  (a readable word list)
     "a an the and or but not no is was are be it this that of to in on for with as by at "
     "film movie story plot actor actors acting director script scene scenes music cast "
     "good great fine best better love loved wonderful gorgeous witty funny charming moving "
@@ -48,13 +48,17 @@ def tiny_classifier(
     max_batch_size: int = 64,
 ) -> ModelAdapter:
     """A random ``BertForSequenceClassification`` with a small WordPiece vocabulary."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import (  # type: ignore[attr-defined]
+        BertConfig,
+        BertForSequenceClassification,
+        BertTokenizerFast,
+    )
 
     vocab = {tok: i for i, tok in enumerate(tiny_vocab())}
     tokenizer = BertTokenizerFast(vocab=vocab, do_lower_case=True)
     labels = ("negative", "positive") if num_labels == 2 else tuple(
         f"LABEL_{i}" for i in range(num_labels))
-    config = BertConfig(
+    config = BertConfig(  # type: ignore[call-arg]
         vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
         num_labels=num_labels, id2label=dict(enumerate(labels)),
