@@ -129,7 +129,10 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=20, help="dev sentences for the per-example pass")
     ap.add_argument("--max-batch-size", type=int, default=0, help="0 = 64 on CPU, 1024 GPU")
     ap.add_argument("--only", nargs="*", help="explainer names to run")
-    ap.add_argument("--all-dev", action="store_true", help="batched pass over all 872")
+    ap.add_argument("--ferret-settings", action="store_true",
+                    help="also time LIME (n^2 samples) and Partition SHAP (500) on token units")
+    ap.add_argument("--all-dev", type=int, nargs="?", const=872, default=0, metavar="N",
+                    help="one batched pass over the first N dev sentences (default all 872)")
     args = ap.parse_args()
     torch.manual_seed(0)
     adapter, info = finetune(default_encoder(), train_data(), recipe=Recipe(epochs=1),
@@ -175,8 +178,23 @@ def main() -> int:
         print(f"bench {name} sec_per_expl={statistics.median(secs):.4f} "
               f"forwards={int(statistics.median(forwards))} limit_ratio={ratio:.2f} "
               f"batched_sec_per_expl={batched:.4f} peak_mem_mb={mem.mb:.0f}", flush=True)
+    if args.ferret_settings:
+        # ferret 0.4.2's settings: token units, LIME with n^2 samples for n tokens, Partition
+        # SHAP with 500 evaluations. Reference on this 2-core CPU (../shared/BENCHMARKS.md):
+        # mean 4.3 s (LIME) and 2.85 s (Partition SHAP) per explanation, medians 2.45 / 2.19.
+        for label in ("lime_n2", "partition_shap_500"):
+            secs = []
+            for p, ex in zip(prepared, dev, strict=True):
+                n = int((~p.enc.special).sum())
+                exp = (fs.make_explainer(("lime", {"n_samples": n * n})) if label == "lime_n2"
+                       else fs.make_explainer(("partition_shap", {"max_evals": 500})))
+                t0 = time.perf_counter()
+                fs.explain(adapter, [ex], [exp], granularity="token")
+                secs.append(time.perf_counter() - t0)
+            print(f"bench_ferret_settings {label} mean_sec_per_expl={np.mean(secs):.3f} "
+                  f"median_sec_per_expl={statistics.median(secs):.3f}", flush=True)
     if args.all_dev:
-        data = dev_data(None)
+        data = dev_data(args.all_dev)
         for name, params in EXPLAINERS[:3]:
             exp = fs.make_explainer((name, params))
             if device.type == "cuda":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -50,40 +51,47 @@ def integration_points(n: int, method: str) -> tuple[np.ndarray, np.ndarray]:
     return (np.arange(n) + offsets[method]) / n, np.full(n, 1.0 / n)
 
 
-@explainers.register("gradient")
 @dataclass(frozen=True, kw_only=True)
-class Gradient(Explainer):
-    """Saliency: L2 norm of the gradient w.r.t. each token's embedding (L2-pooled per unit)."""
+class _LocalGradient(Explainer):
+    """One backward pass per target at the input; subclasses reduce (grad, embedding)."""
 
-    name = "gradient"
     uses_model_internals = True
+    pooling: ClassVar[str] = "sum"
 
-    def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
-                  target_fn: TargetFn) -> Result:
-        grads, _, _, _ = adapter.embedding_gradients(
-            [it.enc for it in items], [it.targets for it in items], target_fn)
-        scores = [pool_tokens(it, np.linalg.norm(g, axis=-1), "l2")
-                  for it, g in zip(items, grads, strict=True)]
-        return scores, [{"forwards": len(it.targets), "backwards": len(it.targets)}
-                        for it in items]
-
-
-@explainers.register("gradient_x_input")
-@dataclass(frozen=True, kw_only=True)
-class GradientXInput(Explainer):
-    """Gradient x input: sum over the embedding dimension of gradient * embedding."""
-
-    name = "gradient_x_input"
-    uses_model_internals = True
+    def token_scores(self, grad: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
         grads, xs, _, _ = adapter.embedding_gradients(
             [it.enc for it in items], [it.targets for it in items], target_fn)
-        scores = [pool_tokens(it, (g * x[None]).sum(-1))
+        scores = [pool_tokens(it, self.token_scores(g, x[None]), self.pooling)
                   for it, g, x in zip(items, grads, xs, strict=True)]
         return scores, [{"forwards": len(it.targets), "backwards": len(it.targets)}
                         for it in items]
+
+
+@explainers.register("gradient")
+@dataclass(frozen=True, kw_only=True)
+class Gradient(_LocalGradient):
+    """Saliency: L2 norm of the gradient w.r.t. each token's embedding (L2-pooled per unit)."""
+
+    name = "gradient"
+    pooling = "l2"
+
+    def token_scores(self, grad: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(grad, axis=-1)
+
+
+@explainers.register("gradient_x_input")
+@dataclass(frozen=True, kw_only=True)
+class GradientXInput(_LocalGradient):
+    """Gradient x input: sum over the embedding dimension of gradient * embedding."""
+
+    name = "gradient_x_input"
+
+    def token_scores(self, grad: np.ndarray, emb: np.ndarray) -> np.ndarray:
+        return (grad * emb).sum(-1)
 
 
 @explainers.register("integrated_gradients")

@@ -226,10 +226,19 @@ class ModelAdapter:
     def _logits_of(out: Any) -> torch.Tensor:
         return out.logits if hasattr(out, "logits") else out
 
-    @staticmethod
-    def _rows(blocks: Sequence[IdBlock]) -> tuple[list[np.ndarray], np.ndarray]:
-        rows = [r for b in blocks for r in np.asarray(b)]
-        return rows, np.array([len(r) for r in rows], dtype=np.int64)
+    def _stack(self, blocks: Sequence[IdBlock]) -> tuple[np.ndarray, np.ndarray]:
+        """All rows of all blocks in one right-padded int32 matrix, plus their lengths."""
+        blocks = [np.asarray(b).reshape(len(b), -1) for b in blocks]
+        n = sum(len(b) for b in blocks)
+        width = max((b.shape[1] for b in blocks), default=0)
+        out = np.full((n, width), int(self.tokenizer.pad_token_id), dtype=np.int32)
+        lengths = np.empty(n, dtype=np.int64)
+        r = 0
+        for b in blocks:
+            out[r : r + len(b), : b.shape[1]] = b
+            lengths[r : r + len(b)] = b.shape[1]
+            r += len(b)
+        return out, lengths
 
     # ------------------------------------------------------------------ calls
     def logits(
@@ -239,12 +248,19 @@ class ModelAdapter:
 
         Rows may have any length; padding positions are masked out.
         """
-        rows, lengths = self._rows(blocks)
-        trows = self._rows(type_blocks)[0] if type_blocks is not None else None
-        out = np.zeros((len(rows), self.num_labels), dtype=np.float32)
+        ids, lengths = self._stack(blocks)
+        types = self._stack(type_blocks)[0] if type_blocks is not None else None
+        out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
+        positions = np.arange(ids.shape[1] if ids.ndim == 2 else 0)
 
         def run(idx: np.ndarray) -> None:
-            inputs = self._inputs([rows[i] for i in idx], trows and [trows[i] for i in idx])
+            width = int(lengths[idx].max())
+            mask = positions[None, :width] < lengths[idx, None]
+            inputs = {"input_ids": torch.from_numpy(ids[idx, :width].astype(np.int64)),
+                      "attention_mask": torch.from_numpy(mask.astype(np.int64))}
+            if types is not None:
+                inputs["token_type_ids"] = torch.from_numpy(types[idx, :width].astype(np.int64))
+            inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
             with torch.inference_mode():
                 logits = self._logits_of(self._forward(inputs))
             out[idx] = logits.float().cpu().numpy()
