@@ -38,3 +38,20 @@ def test_bf16_matches_fp32_ranking(saved_tiny, name):
 def test_bad_dtype_is_an_input_error(saved_tiny):
     with pytest.raises(fs.InputError, match="dtype"):
         fs.load_model(saved_tiny, dtype="float8")
+
+
+def test_head_only_finetuning_leaves_encoder_untouched(saved_tiny, tmp_path):
+    from faithscope.data import Example
+    from faithscope.models.finetune import Recipe, finetune
+
+    data = [Example(str(i), t, label=y) for i, (t, y) in
+            enumerate([("good film", 1), ("bad film", 0)] * 4)]
+    before = fs.load_model(saved_tiny, device="cpu", labels=("negative", "positive"))
+    tuned, info = finetune(saved_tiny, data, cache_dir=tmp_path, device="cpu",
+                           recipe=Recipe(epochs=1, batch_size=4, lr=1e-2, train_encoder=False))
+    enc_before = dict(before.model.base_model.named_parameters())
+    for name, p in tuned.model.base_model.named_parameters():
+        assert torch.equal(p, enc_before[name]), name
+    head_changed = any(not torch.equal(p, dict(before.model.named_parameters())[n])
+                       for n, p in tuned.model.named_parameters() if "classifier" in n)
+    assert head_changed and info["recipe"]["train_encoder"] is False

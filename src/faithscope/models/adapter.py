@@ -321,9 +321,9 @@ class ModelAdapter:
                 (g,) = torch.autograd.grad(val.sum(), z)
             g = g.float()
             v = val.detach().float().cpu().numpy()
+            # in-place adds allocate nothing, so an OOM cannot strike half-way through them
             for r, (e, k, s) in enumerate(chosen):
-                n = len(encs[e])
-                grads[e][k] += float(weights_t[s]) * g[r, :n]
+                grads[e][k].add_(g[r, : len(encs[e])], alpha=float(weights_t[s]))
                 values[e][k, s] = v[r]
             self.stats.backward_rows += len(idx)
 

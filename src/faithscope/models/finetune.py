@@ -62,6 +62,7 @@ class Recipe:
     warmup: float = 0.06
     max_length: int = 64
     seed: int = 0
+    train_encoder: bool = True  # False: only the classification head is trained
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_length < 2:
@@ -163,7 +164,12 @@ def _train(adapter: ModelAdapter, train: Sequence[Example], recipe: Recipe,
     warm = max(1, int(recipe.warmup * total))
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
+    base = getattr(model, "base_model", None)
+    frozen = set() if recipe.train_encoder or base is None else {id(p) for p in base.parameters()}
     for n, p in model.named_parameters():
+        if id(p) in frozen:
+            p.requires_grad_(False)
+            continue
         (no_decay if p.ndim < 2 or "norm" in n.lower() else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
@@ -184,7 +190,7 @@ def _train(adapter: ModelAdapter, train: Sequence[Example], recipe: Recipe,
             enc = {k: v.to(device) for k, v in enc.items()}
             out = model(**enc, labels=labels[idx].to(device))
             out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(decay + no_decay, 1.0)
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
