@@ -2,13 +2,14 @@
 
 __version__ = "0.1.0"
 
-from . import explainers, targets  # noqa: E402  (registers everything)
+from . import explainers, metrics, targets  # noqa: E402  (registers everything)
 from .api import explain, make_explainer, prepare  # noqa: E402
 from .data import Example  # noqa: E402
+from .evaluate import evaluate, summarize  # noqa: E402
 from .explanation import Explanation, load_explanations, save_explanations  # noqa: E402
 from .models import InputError, ModelAdapter, load_model  # noqa: E402
 from .registry import Registry  # noqa: E402
 
 __all__ = ["Example", "Explanation", "InputError", "ModelAdapter", "Registry", "__version__",
-           "explain", "explainers", "load_explanations", "load_model", "make_explainer",
+           "evaluate", "explain", "explainers", "metrics", "summarize", "load_explanations", "load_model", "make_explainer",
            "prepare", "save_explanations", "targets"]

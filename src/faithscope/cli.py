@@ -103,6 +103,53 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from .api import explain, make_explainer
+    from .evaluate import evaluate, summarize
+    from .explanation import save_explanations
+    from .metrics import get_metric
+    from .models import load_model
+    from .registry import datasets
+    from .tables import metric_table
+
+    if args.n is not None and args.n <= 0:
+        raise ValueError(f"--n must be a positive integer, got {args.n}")
+    names = list(dict.fromkeys([*args.explainers, "random"]))
+    exps_specs = [make_explainer(n) for n in names]
+    metric_objs = [get_metric(m) for m in args.metrics]
+    loader = datasets.get(args.dataset) if args.dataset in datasets else None
+    if loader is None:
+        raise ValueError(datasets.unknown_message(args.dataset))
+    kw: dict[str, Any] = {"split": args.split, "n": args.n, "skip_bad": args.skip_bad,
+                          "seed": args.seed}
+    if args.data_path:
+        kw["path"] = args.data_path
+    data: Any = loader(**kw)
+    model = load_model(args.model, device=args.device, dtype=args.dtype,
+                       max_batch_size=args.max_batch_size,
+                       labels=tuple(data.labels) if args.new_head else None)
+    exps = explain(model, list(data.examples), exps_specs, granularity=args.granularity,
+                   seed=args.seed)
+    df = evaluate(exps, model, metric_objs, examples=data.examples, operator=args.mask,
+                  random=True, seed=args.seed)
+    summary = summarize(df, n_boot=args.n_boot, seed=args.seed)
+    title = (f"{args.dataset}/{args.split}: {len(data.examples)} examples, model "
+             f"{model.model_id} (mean ± 95% CI; bold = best; random = chance)")
+    console.print(metric_table(summary, title=title))
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        save_explanations(exps, out / "explanations.parquet")
+        tidy = df.assign(detail=df["detail"].map(json.dumps))
+        tidy.to_parquet(out / "metrics.parquet", index=False)
+        summary.to_csv(out / "summary.csv", index=False)
+        console.print(f"wrote {out}/explanations.parquet, metrics.parquet, summary.csv",
+                      highlight=False)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
 
@@ -142,6 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("what", choices=("explainers", "targets", "metrics", "datasets"))
     ls.set_defaults(func=cmd_list)
+    ev = sub.add_parser("evaluate", help="explain a dataset and score the explanations")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--dataset", required=True, help="registered dataset name")
+    ev.add_argument("--data-path", help="file or folder of the dataset")
+    ev.add_argument("--split", default="dev")
+    ev.add_argument("--n", type=int, default=None, help="number of examples")
+    ev.add_argument("--explainers", nargs="+", default=["integrated_gradients", "lime"])
+    ev.add_argument("--metrics", nargs="+", default=["aopc_comprehensiveness",
+                    "aopc_sufficiency", "flip_rate"])
+    ev.add_argument("--granularity", choices=("token", "word"), default="word")
+    ev.add_argument("--mask", default="mask", help="masking operator of removal metrics")
+    ev.add_argument("--n-boot", type=int, default=1000)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--skip-bad", action="store_true", help="skip malformed rows (counted)")
+    ev.add_argument("--new-head", action="store_true",
+                    help="the checkpoint has no head: add one sized to the dataset's labels")
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    ev.add_argument("--max-batch-size", type=int, default=64)
+    ev.add_argument("--output", help="directory for explanations, tidy metrics and summary")
+    ev.set_defaults(func=cmd_evaluate)
     d = sub.add_parser("demo", help="offline demo: fine-tune MiniLM on SST-2 and explain")
     d.add_argument("--n-examples", type=int, default=3)
     d.add_argument("--n-train", type=int, default=4000)

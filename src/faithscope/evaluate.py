@@ -1,0 +1,192 @@
+"""evaluate(): explanations + model + metrics -> a tidy DataFrame; summarize() adds CIs.
+
+Every removal metric of every explanation is scored in ONE virtual batch through the model
+adapter (masks deduplicated per example). Unless ``random=False``, the ``random`` explainer is
+evaluated on the same examples, so every table shows the chance level next to real explainers.
+
+Example
+-------
+>>> import faithscope as fs
+>>> from faithscope.models.tiny import tiny_classifier
+>>> model = tiny_classifier()
+>>> exps = fs.explain(model, ["a good film", "a dull mess", "fine acting"], ["leave_one_out"])
+>>> df = fs.evaluate(exps, model, metrics=["aopc_comprehensiveness"])
+>>> sorted(df["explainer"].unique())
+['leave_one_out', 'random']
+>>> list(fs.summarize(df, n_boot=200).columns)[:6]
+['explainer', 'metric', 'mean', 'ci_low', 'ci_high', 'n']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .api import explain, prepare
+from .data.example import Example
+from .explainers.base import Prepared, score_masks
+from .explanation import Explanation
+from .metrics.base import EvalItem, Metric, get_metric
+from .models.adapter import InputError, ModelAdapter
+from .targets import get_target
+
+DEFAULT_METRICS = ("aopc_comprehensiveness", "aopc_sufficiency", "comprehensiveness",
+                   "sufficiency", "flip_rate")
+COLUMNS = ["example_id", "explainer", "metric", "value", "family", "higher_is_better",
+           "label", "predicted", "correct", "target", "n_units", "granularity", "model_id",
+           "detail"]
+
+
+def _reference(exp: Explanation, example: Example | None) -> np.ndarray | None:
+    if example is None or example.rationale is None:
+        return None
+    from .data import rationale_mask
+
+    return rationale_mask(exp.units, example.rationale)
+
+
+def evaluate(
+    explanations: Sequence[Explanation],
+    model: ModelAdapter | None,
+    metrics: Sequence[Any] = DEFAULT_METRICS,
+    *,
+    examples: Iterable[Example] | None = None,
+    operator: str = "mask",
+    random: bool = True,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Score explanations with metrics; one row per (explanation, metric).
+
+    ``examples`` supplies gold labels and human rationales / planted ground truth (matched by
+    example id). ``operator`` is the masking operator of removal metrics.
+    """
+    ms: list[Metric] = [get_metric(m) for m in metrics]
+    by_id: dict[str, Example] = {ex.id: ex for ex in examples or ()}
+    exps = list(explanations)
+    if random and model is not None and exps:
+        exps += _random_baseline(model, exps, by_id, seed)
+    items = [EvalItem(e, by_id[e.example_id].label if e.example_id in by_id else None,
+                      _reference(e, by_id.get(e.example_id)), e.targets[0]) for e in exps]
+    values: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
+    model_metrics = [(j, m) for j, m in enumerate(ms) if "model" in m.needs]
+    if model_metrics:
+        if model is None:
+            raise InputError("removal metrics need the model")
+        values.update(_removal_values(model, items, model_metrics, operator))
+    for j, m in enumerate(ms):
+        if "model" in m.needs:
+            continue
+        for i, it in enumerate(items):
+            values[(i, j)] = m.value(it)
+    rows = []
+    for i, it in enumerate(items):
+        e = it.explanation
+        pred = e.predicted
+        for j, m in enumerate(ms):
+            v, detail = values[(i, j)]
+            rows.append({
+                "example_id": e.example_id, "explainer": e.explainer, "metric": m.name,
+                "value": v, "family": m.family, "higher_is_better": m.higher_is_better,
+                "label": it.label, "predicted": pred,
+                "correct": None if it.label is None else bool(pred == it.label),
+                "target": it.target, "n_units": it.n_units, "granularity": e.granularity,
+                "model_id": e.model_id, "detail": detail})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _random_baseline(model: ModelAdapter, exps: list[Explanation], by_id: Mapping[str, Example],
+                     seed: int) -> list[Explanation]:
+    have = {(e.example_id, e.granularity) for e in exps if e.explainer == "random"}
+    todo: dict[tuple[str, str], Explanation] = {}
+    for e in exps:
+        key = (e.example_id, e.granularity)
+        if key not in have:
+            todo.setdefault(key, e)
+    out = []
+    for (ex_id, gran), e in todo.items():
+        example = by_id.get(ex_id) or Example(id=ex_id, text=e.text, pair=e.pair)
+        out += explain(model, [example], ["random"], granularity=gran, target=list(e.targets),
+                       target_fn=e.target_fn, seed=seed)
+    return out
+
+
+def _removal_values(
+    model: ModelAdapter, items: list[EvalItem], model_metrics: list[tuple[int, Metric]],
+    operator: str,
+) -> dict[tuple[int, int], tuple[float, dict[str, Any]]]:
+    """All removal metrics of all explanations: masks -> one scoring pass -> values."""
+    groups: dict[tuple[str, str, str | None, str], list[int]] = {}
+    for i, it in enumerate(items):
+        e = it.explanation
+        groups.setdefault((e.example_id, e.text, e.pair, e.granularity), []).append(i)
+    prepared_by: dict[tuple[str, str, str | None, str], Prepared] = {}
+    for gran in sorted({k[3] for k in groups}):
+        sub = [k for k in groups if k[3] == gran]
+        ps = prepare(model, [Example(id=k[0], text=k[1], pair=k[2]) for k in sub],
+                     granularity=gran, target="all")
+        prepared_by.update(zip(sub, ps, strict=True))
+    plans: list[tuple[Prepared, list[tuple[int, int, int, int]], list[np.ndarray]]] = []
+    for key, idx in groups.items():
+        p = prepared_by[key]
+        rows: list[tuple[int, int, int, int]] = []
+        masks: list[np.ndarray] = []
+        start = 0
+        for i in idx:
+            if items[i].explanation.units != p.units:
+                raise InputError(f"example {key[0]}: explanation units differ from this "
+                                 "model's units (another tokenizer or granularity?)")
+            for j, m in model_metrics:
+                mk = m.masks(items[i])
+                masks.append(mk)
+                rows.append((i, j, start, start + len(mk)))
+                start += len(mk)
+        plans.append((p, rows, masks))
+    probs = score_masks(model, [p for p, _, _ in plans],
+                        [np.concatenate(ms) for _, _, ms in plans], get_target("prob"),
+                        operator=operator)
+    out: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
+    metric_of = dict(model_metrics)
+    for (p, rows, _), pr in zip(plans, probs, strict=True):
+        full = _softmax(p.logits)
+        for i, j, a, b in rows:
+            out[(i, j)] = metric_of[j].from_probs(items[i], full, pr[a:b])
+    return out
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    z = np.exp(x - x.max())
+    return z / z.sum()
+
+
+def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
+                 ) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap of the mean; NaNs are dropped."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    if len(v) == 1:
+        return float(v[0]), float(v[0]), float(v[0])
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+    return float(v.mean()), float(lo), float(hi)
+
+
+def summarize(df: pd.DataFrame, by: Sequence[str] = ("explainer", "metric"), *,
+              n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Mean with a bootstrap confidence interval per group (e.g. add ``"label"`` to break
+    results down by gold label)."""
+    rows = []
+    for key, g in df.groupby(list(by), sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        mean, lo, hi = bootstrap_ci(g["value"].to_numpy(dtype=np.float64), n_boot=n_boot,
+                                    ci=ci, seed=seed)
+        rows.append({**dict(zip(by, key, strict=True)), "mean": mean, "ci_low": lo,
+                     "ci_high": hi, "n": int(g["value"].notna().sum()),
+                     "higher_is_better": bool(g["higher_is_better"].iloc[0])})
+    return pd.DataFrame(rows)
+
