@@ -60,6 +60,12 @@ class Metric:
     def validate(self) -> None:
         if self.by not in ("value", "abs"):
             raise InputError(f"{self.name}: by must be 'value' or 'abs', got {self.by!r}")
+        fraction = getattr(self, "fraction", None)
+        if fraction is not None and (isinstance(fraction, bool) or not 0 < fraction <= 1):
+            raise InputError(f"{self.name}: fraction must be in (0, 1], got {fraction!r}")
+        k = getattr(self, "k", None)
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise InputError(f"{self.name}: k must be a positive integer or None, got {k!r}")
 
     # model-free metrics
     def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:
