@@ -79,3 +79,38 @@ def test_too_long_text_is_truncated_with_warning(model_dir, capsys):
     assert main(["explain", "--model", model_dir, "--text", "good " * 200, "--explainer",
                  "gradient"]) == 0
     assert "truncated" in capsys.readouterr().out
+
+
+def test_evaluate_prints_table_and_writes_results(model_dir, tmp_path):
+    from pathlib import Path
+
+    import pandas as pd
+
+    data = Path(__file__).parent / "assets" / "data" / "sst2"
+    out = tmp_path / "ev"
+    res = run("evaluate", "--model", model_dir, "--dataset", "sst2_planted", "--data-path",
+              str(data), "--n", "6", "--explainers", "leave_one_out", "gradient",
+              "--metrics", "gt_overlap", "aopc_comprehensiveness", "--n-boot", "50",
+              "--output", str(out))
+    assert res.returncode == 0, res.stderr
+    for word in ("gt_overlap ↑", "aopc_comprehensiveness ↑", "random", "leave_one_out", "±"):
+        assert word in res.stdout
+    summary = pd.read_csv(out / "summary.csv")
+    assert set(summary["explainer"]) == {"leave_one_out", "gradient", "random"}
+    tidy = pd.read_parquet(out / "metrics.parquet")
+    assert len(tidy) == 6 * 3 * 2
+    assert len(fs.load_explanations(out / "explanations.parquet")) == 6 * 3
+
+
+def test_list_metrics_and_datasets(capsys):
+    assert main(["list", "metrics"]) == 0
+    names = capsys.readouterr().out.split()
+    assert {"comprehensiveness", "iou_f1", "gt_overlap", "deletion_curve"} <= set(names)
+    assert main(["list", "datasets"]) == 0
+    assert {"sst2_planted", "esnli", "cose", "eraser", "hatexplain"} <= set(
+        capsys.readouterr().out.split())
+
+
+def test_evaluate_unknown_dataset_exit_2(model_dir):
+    res = run("evaluate", "--model", model_dir, "--dataset", "sst3")
+    assert res.returncode == 2 and "did you mean 'sst2'" in res.stderr
