@@ -17,7 +17,6 @@ import dataclasses
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ from .data.example import Example
 from .explainers.base import Explainer, Prepared, token_unit_index
 from .explanation import Explanation
 from .models.adapter import InputError, ModelAdapter
-from .registry import UnknownNameError, explainers, targets
+from .registry import explainers, targets
 from .targets import get_target
 from .units import GRANULARITIES, build_units
 
@@ -40,19 +39,7 @@ def make_explainer(spec: ExplainerLike, **params: Any) -> Explainer:
     if isinstance(spec, Explainer):
         exp = dataclasses.replace(spec, **params) if params else spec
     else:
-        if isinstance(spec, tuple):
-            spec, extra = spec
-            params = {**dict(extra), **params}
-        try:
-            cls = explainers.get(spec)
-        except UnknownNameError as err:
-            raise InputError(str(err)) from None
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(params) - known)
-        if bad:
-            raise InputError(f"{spec}: unknown hyper-parameter(s) {', '.join(bad)}; "
-                             f"known: {', '.join(sorted(known)) or 'none'}")
-        exp = cls(**params)
+        exp = explainers.build(spec, params)
     exp.validate()
     return exp
 

@@ -16,8 +16,8 @@ Example
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -60,6 +60,27 @@ class Registry(Generic[T]):
         close = difflib.get_close_matches(name, self._items, n=3, cutoff=0.5)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         return f"unknown {self.kind} {name!r}{hint} (known: {', '.join(self.names())})"
+
+    def build(self, spec: Any, params: Mapping[str, Any] | None = None) -> Any:
+        """Instantiate a registered dataclass from a name or a ``(name, params)`` pair; unknown
+        names and unknown hyper-parameters raise :class:`~faithscope.errors.InputError`."""
+        from dataclasses import fields
+
+        from .errors import InputError
+
+        params = dict(params or {})
+        if isinstance(spec, tuple):
+            spec, extra = spec
+            params = {**dict(extra), **params}
+        if spec not in self._items:
+            raise InputError(self.unknown_message(str(spec)))
+        cls = self._items[spec]
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        bad = sorted(set(params) - known)
+        if bad:
+            raise InputError(f"{spec}: unknown hyper-parameter(s) {', '.join(bad)}; "
+                             f"known: {', '.join(sorted(known)) or 'none'}")
+        return cls(**params)  # type: ignore[operator]
 
     def names(self) -> list[str]:
         return sorted(self._items)

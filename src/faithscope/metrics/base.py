@@ -16,6 +16,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..explanation import Explanation
 from ..models.adapter import InputError
-from ..registry import UnknownNameError, metrics
+from ..registry import metrics
 
 FAMILIES = ("faithfulness", "ground_truth", "plausibility")
 
@@ -103,19 +104,8 @@ def get_metric(spec: Any, **params: Any) -> Metric:
     """A metric from a registered name (with keyword hyper-parameters), a (name, params)
     pair, or an instance."""
     if isinstance(spec, Metric):
-        return spec
-    if isinstance(spec, tuple):
-        spec, extra = spec
-        params = {**dict(extra), **params}
-    try:
-        cls = metrics.get(spec)
-    except UnknownNameError as err:
-        raise InputError(str(err)) from None
-    known = {f.name for f in fields(cls)}
-    bad = sorted(set(params) - known)
-    if bad:
-        raise InputError(f"{spec}: unknown hyper-parameter(s) {', '.join(bad)}; "
-                         f"known: {', '.join(sorted(known))}")
-    m: Metric = cls(**params)
+        m: Metric = dataclasses.replace(spec, **params) if params else spec
+    else:
+        m = metrics.build(spec, params)
     m.validate()
     return m

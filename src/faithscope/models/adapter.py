@@ -25,13 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..targets import TargetFn
 
 IdBlock = np.ndarray  # int64 (rows x length): rows that share one length
-
-
-class InputError(ValueError):
-    """Bad user input (empty text, too long with strict=True, bad target...)."""
 
 
 @dataclass(frozen=True)
