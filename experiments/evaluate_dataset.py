@@ -47,6 +47,7 @@ def main() -> None:
                     "comprehensiveness", "sufficiency", "aopc_comprehensiveness",
                     "aopc_sufficiency"])
     ap.add_argument("--explainers", nargs="*", help="subset of explainer names")
+    ap.add_argument("--n-samples", type=int, default=500, help="LIME/KernelSHAP samples")
     ap.add_argument("--by-label", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "out"))
     args = ap.parse_args()
@@ -63,8 +64,9 @@ def main() -> None:
                   f"({'cached' if info['cached'] else f'{time.perf_counter() - t0:.0f} s'}); "
                   f"accuracy on the {len(dev)} {args.dev_split} examples: "
                   f"{info.get('dev_accuracy', float('nan')):.3f}", highlight=False)
-    specs = [s for s in EXPLAINERS if not args.explainers or s[0] in args.explainers
-             or s[0] == "random"]
+    specs = [(n, {**p, "n_samples": args.n_samples} if "n_samples" in p else p)
+             for n, p in EXPLAINERS
+             if not args.explainers or n in args.explainers or n == "random"]
     t0 = time.perf_counter()
     exps = fs.explain(model, list(dev.examples), specs, granularity="word", seed=0)
     t_explain = time.perf_counter() - t0
