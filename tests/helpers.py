@@ -3,6 +3,7 @@ sentences, and brute-force Shapley values computed by enumerating every coalitio
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from types import SimpleNamespace
@@ -117,3 +118,16 @@ def with_batch_size(adapter: fs.ModelAdapter, max_batch_size: int) -> fs.ModelAd
     return fs.ModelAdapter(adapter.model, adapter.tokenizer, model_id=adapter.model_id,
                            revision=adapter.revision, max_batch_size=max_batch_size,
                            max_length=adapter.max_length, labels=adapter.labels)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """Run a block with ``n`` torch threads (the suite defaults to 1), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

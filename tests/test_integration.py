@@ -7,31 +7,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import spearmanr
 
 import faithscope as fs
 from faithscope.data import bundled_sst2, read_table
 from faithscope.demo import default_encoder
 from faithscope.models.finetune import Recipe, finetune
-from helpers import ASSETS
+from helpers import ASSETS, torch_threads
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def minilm(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         train = bundled_sst2("train", limit=600)
         dev = read_table(ASSETS / "sst2_dev_small.tsv", id_prefix="dev")
         adapter, info = finetune(default_encoder(), train, dev=dev,
                                  recipe=Recipe(epochs=2, batch_size=32, lr=1e-4, seed=0),
                                  cache_dir=tmp_path_factory.mktemp("ft"), device="cpu")
         yield adapter, info, dev
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_finetuned_minilm_learns_sentiment(minilm):

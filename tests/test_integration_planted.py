@@ -7,21 +7,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 import faithscope as fs
 from faithscope.data import load_dataset
 from faithscope.demo import default_encoder
 from faithscope.models.finetune import Recipe, finetune
+from helpers import torch_threads
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def planted(tmp_path_factory):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with torch_threads(2):
         train = load_dataset("sst2_planted", bundled=True, split="train", n=800, seed=0)
         dev = load_dataset("sst2_planted", bundled=True, split="dev", n=50, seed=0)
         model, info = finetune(default_encoder(), list(train.examples), labels=train.labels,
@@ -29,8 +27,6 @@ def planted(tmp_path_factory):
                                recipe=Recipe(epochs=2, batch_size=32, lr=1e-4, seed=0),
                                cache_dir=tmp_path_factory.mktemp("planted"))
         yield model, info, dev
-    finally:
-        torch.set_num_threads(threads)
 
 
 def test_planted_model_learns_the_planted_word(planted):
