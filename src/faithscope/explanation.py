@@ -187,15 +187,14 @@ def _jsonable(x: Any) -> Any:
 def save_explanations(explanations: Iterable[Explanation], path: str | Path) -> Path:
     """Write explanations to ``.jsonl``/``.json`` (one object per line) or ``.parquet``."""
     path = Path(path)
-    rows = [e.to_dict() for e in explanations]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".parquet":
-        _write_parquet(rows, tmp)
+        _write_parquet(explanations, tmp)
     else:
         with open(tmp, "w", encoding="utf-8") as fh:
-            for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            for e in explanations:
+                fh.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
     tmp.replace(path)
     return path
 
@@ -203,7 +202,7 @@ def save_explanations(explanations: Iterable[Explanation], path: str | Path) -> 
 def load_explanations(path: str | Path) -> list[Explanation]:
     path = Path(path)
     if path.suffix == ".parquet":
-        return [Explanation.from_dict(r) for r in _read_parquet(path)]
+        return _read_parquet(path)
     records = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
     return [Explanation.from_dict(json.loads(r)) for r in records]
 
@@ -211,11 +210,12 @@ def load_explanations(path: str | Path) -> list[Explanation]:
 _JSON_COLUMNS = ("units", "params", "info", "versions")
 
 
-def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
-    """One row per explanation; scores as list<list<float32>>, nested metadata as JSON."""
+def explanations_table(explanations: Iterable[Explanation]) -> Any:
+    """A pyarrow Table, one row per explanation: scores as list<list<float32>>, nested
+    metadata as JSON strings (the ``.parquet`` format and the study store's shards)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
+    rows = [e.to_dict() for e in explanations]
     cols: dict[str, Any] = {}
     for name in (f.name for f in dataclasses.fields(Explanation)):
         values = [r[name] for r in rows]
@@ -227,14 +227,25 @@ def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
             cols[name] = pa.array(values, pa.list_(pa.float32()))
         else:
             cols[name] = pa.array(values)
-    pq.write_table(pa.table(cols), path)
+    return pa.table(cols)
 
 
-def _read_parquet(path: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    rows = pq.read_table(path).to_pylist()
+def explanations_from_table(table: Any) -> list[Explanation]:
+    """Inverse of :func:`explanations_table`."""
+    rows = table.to_pylist()
     for r in rows:
         for name in _JSON_COLUMNS:
             r[name] = json.loads(r[name])
-    return rows
+    return [Explanation.from_dict(r) for r in rows]
+
+
+def _write_parquet(explanations: Iterable[Explanation], path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(explanations_table(explanations), path)
+
+
+def _read_parquet(path: Path) -> list[Explanation]:
+    import pyarrow.parquet as pq
+
+    return explanations_from_table(pq.read_table(path))

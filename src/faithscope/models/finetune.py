@@ -1,8 +1,16 @@
-"""Seeded fine-tuning of a classification head (+ encoder), cached by content hash.
+"""Seeded fine-tuning of a classification head (+ encoder, or LoRA adapters), cached by hash.
 
-The cache key hashes (base model id + revision, training texts and labels, recipe, seed), so the
-demo, tests and studies reuse a checkpoint instead of retraining. Checkpoints are written to a
-temporary folder and renamed into place, so an interrupted run never leaves a half checkpoint.
+The cache key hashes (base model id + revision, training texts and labels, recipe, seed, and the
+dev set when it is used for early stopping), so the demo, tests and studies reuse a checkpoint
+instead of retraining. Checkpoints are written to a temporary folder and renamed into place, so
+an interrupted run never leaves a half checkpoint.
+
+The default :class:`Recipe` is the published schedule: 10 epochs, batch 16, lr 5e-5 with linear
+warm-up over 6 % of the steps then linear decay, and early stopping on validation accuracy with
+patience 5 (the best epoch's weights are restored). Validation uses ``dev`` when given, else a
+seeded ``val_fraction`` of the training examples held out. With ``lora_r`` set, only LoRA adapters
+(via ``peft``) and the classification head are trained; the adapters are merged before saving, so
+the checkpoint loads as a plain transformers model.
 
 Example
 -------
@@ -19,10 +27,10 @@ Example
 >>> cache = tempfile.mkdtemp()
 >>> adapter, info = finetune(base, data, recipe=Recipe(epochs=2, batch_size=4, lr=1e-3),
 ...                          dev=data, cache_dir=cache, device="cpu")
->>> info["cached"], info["dev_accuracy"]
-(False, 1.0)
->>> finetune(base, data, recipe=Recipe(epochs=2, batch_size=4, lr=1e-3), cache_dir=cache,
-...          device="cpu")[1]["cached"]
+>>> info["cached"], info["dev_accuracy"], info["epochs_run"]
+(False, 1.0, 2)
+>>> finetune(base, data, recipe=Recipe(epochs=2, batch_size=4, lr=1e-3), dev=data,
+...          cache_dir=cache, device="cpu")[1]["cached"]
 True
 """
 
@@ -37,7 +45,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,28 +53,80 @@ import numpy as np
 import torch
 
 from ..data.example import Example
+from . import lora
 from .adapter import InputError, ModelAdapter
 from .loading import _quiet_transformers, load_model
 
-FINETUNE_CODE_VERSION = 1
+FINETUNE_CODE_VERSION = 2
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
     """Fine-tuning hyper-parameters, stored verbatim in the checkpoint's metadata."""
 
-    epochs: int = 1
-    batch_size: int = 32
+    epochs: int = 10
+    batch_size: int = 16
     lr: float = 5e-5
     weight_decay: float = 0.01
-    warmup: float = 0.06
+    warmup: float = 0.06  # fraction of steps with linear warm-up; then linear decay to 0
     max_length: int = 64
     seed: int = 0
     train_encoder: bool = True  # False: only the classification head is trained
+    patience: int | None = 5  # early stopping (epochs without val. improvement); None: off
+    val_fraction: float = 0.1  # held out of ``train`` for early stopping when no dev is given
+    lora_r: int | None = None  # LoRA rank (needs peft); None: full fine-tuning
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] | None = None  # None: chosen from the model's layer names
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0 or self.max_length < 2:
-            raise InputError(f"invalid fine-tuning recipe: {self}")
+        if isinstance(self.lora_targets, (list, str)):
+            targets = [self.lora_targets] if isinstance(self.lora_targets, str) else \
+                self.lora_targets
+            object.__setattr__(self, "lora_targets", tuple(targets))
+        problems = [msg for bad, msg in [
+            (not _is_int(self.epochs) or self.epochs < 1, "epochs must be an integer >= 1"),
+            (not _is_int(self.batch_size) or self.batch_size < 1,
+             "batch_size must be an integer >= 1"),
+            (not _is_num(self.lr) or self.lr <= 0, "lr must be a finite number > 0"),
+            (not _is_num(self.weight_decay) or self.weight_decay < 0,
+             "weight_decay must be a finite number >= 0"),
+            (not _is_num(self.warmup) or not 0 <= self.warmup <= 1, "warmup must be in [0, 1]"),
+            (not _is_int(self.max_length) or self.max_length < 2,
+             "max_length must be an integer >= 2"),
+            (not _is_int(self.seed), "seed must be an integer"),
+            (not isinstance(self.train_encoder, bool), "train_encoder must be a bool"),
+            (self.patience is not None and (not _is_int(self.patience) or self.patience < 1),
+             "patience must be None or an integer >= 1"),
+            (not _is_num(self.val_fraction) or not 0 < self.val_fraction < 1,
+             "val_fraction must be in (0, 1)"),
+            (self.lora_r is not None and (not _is_int(self.lora_r) or self.lora_r < 1),
+             "lora_r must be None or an integer >= 1"),
+            (not _is_num(self.lora_alpha) or self.lora_alpha <= 0, "lora_alpha must be > 0"),
+            (not _is_num(self.lora_dropout) or not 0 <= self.lora_dropout < 1,
+             "lora_dropout must be in [0, 1)"),
+            (self.lora_targets is not None and (not isinstance(self.lora_targets, tuple)
+             or not self.lora_targets or not all(isinstance(t, str) and t
+                                                 for t in self.lora_targets)),
+             "lora_targets must be None or a non-empty tuple of module names"),
+            (self.lora_r is not None and not self.train_encoder,
+             "lora_r and train_encoder=False are exclusive (LoRA already freezes the encoder)"),
+        ] if bad]
+        if problems:
+            raise InputError(f"invalid fine-tuning recipe: {'; '.join(problems)}")
+
+    @property
+    def early_stopping(self) -> bool:
+        """Whether early stopping (and thus a validation set) is used."""
+        return self.patience is not None and self.epochs > 1
 
 
 def cache_root() -> Path:
@@ -74,14 +134,22 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "faithscope"
 
 
+def _hash_examples(h: Any, data: Sequence[Example]) -> None:
+    for ex in data:
+        h.update(f"{ex.text}\0{ex.pair}\0{ex.label}\n".encode())
+
+
 def cache_key(base: ModelAdapter, train: Sequence[Example], recipe: Recipe,
-              labels: Sequence[str]) -> str:
+              labels: Sequence[str], *, dev: Sequence[Example] = ()) -> str:
+    """Content hash of a fine-tuning run; ``dev`` counts only where it selects the model."""
     h = hashlib.sha256()
     meta = {"model": base.model_id, "revision": base.revision, "labels": list(labels),
             "recipe": dataclasses.asdict(recipe), "code": FINETUNE_CODE_VERSION}
     h.update(json.dumps(meta, sort_keys=True).encode())
-    for ex in train:
-        h.update(f"{ex.text}\0{ex.pair}\0{ex.label}\n".encode())
+    _hash_examples(h, train)
+    if dev:
+        h.update(b"\0dev\0")
+        _hash_examples(h, dev)
     return h.hexdigest()[:16]
 
 
@@ -92,6 +160,28 @@ def accuracy(adapter: ModelAdapter, data: Sequence[Example]) -> float:
     encs = [adapter.encode(ex.text, ex.pair) for ex in data]
     pred = adapter.predict_proba(encs).argmax(-1)
     return float(np.mean(pred == np.array([ex.label for ex in data])))
+
+
+def validation_split(train: Sequence[Example], recipe: Recipe,
+                     dev: Sequence[Example] = ()) -> tuple[list[Example], list[Example]]:
+    """(examples to train on, validation examples) for ``recipe``.
+
+    Without early stopping: all of ``train`` and no validation. With it: ``dev`` if given, else a
+    seeded ``val_fraction`` (rounded, at least 1) of ``train``; training keeps the input order.
+    """
+    if not recipe.early_stopping:
+        return list(train), []
+    if dev:
+        return list(train), list(dev)
+    n = len(train)
+    if n < 2:
+        raise InputError("early stopping needs >= 2 training examples (or dev examples, or "
+                         "Recipe(patience=None))")
+    n_val = min(n - 1, max(1, int(recipe.val_fraction * n + 0.5)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(recipe.seed)).tolist()
+    held = set(perm[:n_val])
+    return ([ex for i, ex in enumerate(train) if i not in held],
+            [train[i] for i in perm[:n_val]])
 
 
 def finetune(
@@ -108,15 +198,20 @@ def finetune(
 ) -> tuple[ModelAdapter, dict[str, Any]]:
     """Fine-tune ``base`` on ``train`` (or load the cached result); returns (adapter, info).
 
-    ``info`` holds the cache key and path, the recipe, training time, loss and, when ``dev`` is
-    given, dev accuracy.
+    ``info`` holds the cache key and path, the recipe, training time, loss, the validation
+    history (``val_history``, ``best_epoch``, ``epochs_run``, ``early_stopped``, ``n_val``), the
+    number of trainable parameters and, when ``dev`` is given, dev accuracy (of the restored best
+    epoch when early stopping is on).
     """
     recipe = recipe or Recipe()
     if not train or any(ex.label is None for ex in train):
         raise InputError("fine-tuning needs labelled training examples")
+    if recipe.early_stopping and any(ex.label is None for ex in dev):
+        raise InputError("dev examples used for early stopping must be labelled")
+    fit, val = validation_split(train, recipe, dev)
     adapter = load_model(base, labels=tuple(labels), device=device, seed=recipe.seed,
                          max_batch_size=max_batch_size)
-    key = cache_key(adapter, train, recipe, labels)
+    key = cache_key(adapter, train, recipe, labels, dev=dev if recipe.early_stopping else ())
     root = Path(cache_dir) if cache_dir else cache_root() / "finetuned"
     target = root / key
     meta_file = target / "faithscope_finetune.json"
@@ -126,14 +221,25 @@ def finetune(
         tuned.model_id, tuned.revision = cached["model_id"], key
         return tuned, {**cached, "cached": True, "path": str(target)}
     t0 = time.perf_counter()
-    losses = _train(adapter, train, recipe, progress)
+    peft_model = None
+    if recipe.lora_r is not None:
+        peft_model = lora.wrap(adapter.model, r=recipe.lora_r, alpha=recipe.lora_alpha,
+                               dropout=recipe.lora_dropout, targets=recipe.lora_targets,
+                               seed=recipe.seed)
+    run = _train(adapter, fit, val, recipe, progress)
+    if peft_model is not None:
+        adapter.model = lora.merge(peft_model)
+    adapter.model.eval()
+    losses = run.losses
     info: dict[str, Any] = {
         "model_id": f"{adapter.model_id}+ft:{key}", "base_model": adapter.model_id,
         "base_revision": adapter.revision, "recipe": dataclasses.asdict(recipe),
-        "n_train": len(train), "labels": list(labels), "train_seconds": time.perf_counter() - t0,
+        "n_train": len(fit), "labels": list(labels), "train_seconds": time.perf_counter() - t0,
         "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
+        "val_history": run.val_history, "best_epoch": run.best_epoch,
+        "epochs_run": run.epochs_run, "early_stopped": run.epochs_run < recipe.epochs,
+        "n_val": len(val), "trainable_params": run.trainable_params,
     }
-    adapter.model.eval()
     if dev:
         info["dev_accuracy"] = accuracy(adapter, dev)
         info["n_dev"] = len(dev)
@@ -153,8 +259,17 @@ def finetune(
     return adapter, {**info, "cached": False, "path": str(target)}
 
 
-def _train(adapter: ModelAdapter, train: Sequence[Example], recipe: Recipe,
-           progress: Callable[[int, int, float], None] | None) -> list[float]:
+@dataclass
+class _Run:
+    losses: list[float] = field(default_factory=list)
+    val_history: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    epochs_run: int = 0
+    trainable_params: int = 0
+
+
+def _train(adapter: ModelAdapter, train: Sequence[Example], val: Sequence[Example],
+           recipe: Recipe, progress: Callable[[int, int, float], None] | None) -> _Run:
     model, tok = adapter.model, adapter.tokenizer
     device = adapter.device
     gen = torch.Generator().manual_seed(recipe.seed)
@@ -164,22 +279,26 @@ def _train(adapter: ModelAdapter, train: Sequence[Example], recipe: Recipe,
     warm = max(1, int(recipe.warmup * total))
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
+    trained: dict[str, torch.nn.Parameter] = {}  # what the optimiser updates, by name
     base = getattr(model, "base_model", None)
     frozen = set() if recipe.train_encoder or base is None else {id(p) for p in base.parameters()}
     for n, p in model.named_parameters():
         if id(p) in frozen:
             p.requires_grad_(False)
+        if not p.requires_grad:  # frozen here, or by LoRA
             continue
+        trained[n] = p
         (no_decay if p.ndim < 2 or "norm" in n.lower() else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": recipe.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=recipe.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (total - s) / max(1, total - warm)))
     labels = torch.tensor([ex.label for ex in train])
-    losses: list[float] = []
+    run = _Run(trainable_params=sum(p.numel() for p in trained.values()))
+    best_acc, best_state, since_best = -math.inf, None, 0
     model.train()
     step = 0
-    for _ in range(recipe.epochs):
+    for epoch in range(1, recipe.epochs + 1):
         order = torch.randperm(len(train), generator=gen)
         for i in range(0, len(train), recipe.batch_size):
             idx = order[i : i + recipe.batch_size].tolist()
@@ -194,9 +313,29 @@ def _train(adapter: ModelAdapter, train: Sequence[Example], recipe: Recipe,
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(out.loss.item())
+            run.losses.append(out.loss.item())
             step += 1
             if progress is not None:
-                progress(step, total, losses[-1])
+                progress(step, total, run.losses[-1])
+        run.epochs_run = epoch
+        if not val:
+            continue
+        model.eval()
+        acc = accuracy(adapter, val)
+        model.train()
+        run.val_history.append(acc)
+        if acc > best_acc:
+            best_acc, run.best_epoch, since_best = acc, epoch, 0
+            best_state = {n: p.detach().to("cpu", copy=True) for n, p in trained.items()}
+        else:
+            since_best += 1
+            if recipe.patience is not None and since_best >= recipe.patience:
+                break
     model.eval()
-    return losses
+    if not val:
+        run.best_epoch = run.epochs_run
+    elif best_state is not None and run.best_epoch != run.epochs_run:
+        with torch.no_grad():
+            for n, p in trained.items():
+                p.copy_(best_state[n])
+    return run

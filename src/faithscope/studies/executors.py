@@ -1,0 +1,198 @@
+"""Running a study: plan, skip finished units, execute the rest locally or on a Ray cluster.
+
+``run_study`` holds the store's lock, records provenance in the manifest, reports and
+recomputes corrupt shards, and runs the three stages in order (fine-tune, explain, metrics).
+
+- ``local``: one process, units grouped by fine-tuned model so each model loads once, a rich
+  progress bar with ETA per stage; the GPU is used when present (``device: auto``).
+- ``ray``: each group of units becomes a Ray task (with ``num_gpus=1`` when the cluster has
+  GPUs) on an existing cluster (``address``) or a local one; workers write shards straight to
+  the store, which must be reachable from every node (a shared filesystem or fsspec URL).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from itertools import groupby
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ..errors import InputError
+from .plan import Plan, Unit, plan_study
+from .spec import StudySpec
+from .store import STAGES, Store
+from .work import Worker, run_units
+
+EXECUTORS = ("local", "ray")
+
+
+def git_hash() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).parent, timeout=5, check=False)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_info() -> dict[str, Any]:
+    import torch
+
+    info: dict[str, Any] = {"host": socket.gethostname(), "platform": platform.platform(),
+                            "cpus": os.cpu_count(), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "local",
+              address: str | None = None, max_examples: int | None = None,
+              console: Console | None = None, device: str | None = None,
+              on_unit: Callable[[Unit, float], None] | None = None) -> Plan:
+    """Run (or resume) ``spec`` into the study directory/URL ``out``; returns the plan."""
+    from ..api import versions
+
+    if executor not in EXECUTORS:
+        raise InputError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    console = console or Console()
+    spec = spec.with_max_examples(max_examples)
+    store = Store(out)
+    with store.lock():
+        worker = Worker(spec, store, device=device)
+        counts = {d.name: len(worker.data(d, "eval")) for d in spec.datasets}
+        plan = plan_study(spec, counts)
+        import yaml
+
+        manifest = store.read_json("manifest.json") or {"runs": []}
+        run = {"started": time.time(), "executor": executor, "address": address,
+               "device": device_info(), "pid": os.getpid()}
+        manifest.update({"study": spec.name, "spec": spec.to_dict(), "spec_digest": spec.digest(),
+                         "versions": versions(), "git": git_hash(), "seeds": list(spec.seeds),
+                         "plan": plan.keys(), "n_examples": counts})
+        manifest["runs"].append(run)
+        store.write_json("manifest.json", manifest)
+        store.write_text("spec.yaml", yaml.safe_dump(_plain(spec.to_dict()), sort_keys=False))
+        todo = _todo(plan, store, console)
+        n_done = len(plan.units) - sum(len(v) for v in todo.values())
+        console.print(f"study {spec.name!r}: {len(plan.units)} units, {n_done} already done, "
+                      f"{sum(len(v) for v in todo.values())} to run ({executor})",
+                      highlight=False)
+        runtimes: dict[str, float] = {}
+
+        def done(u: Unit, rt: float) -> None:
+            runtimes[u.key] = rt
+            if on_unit:
+                on_unit(u, rt)
+
+        if executor == "local":
+            _run_local(plan, todo, worker, console, done)
+        else:
+            _run_ray(plan, todo, spec, store, address, device, console, done)
+        run.update({"finished": time.time(), "units_run": len(runtimes),
+                    "runtime_s": sum(runtimes.values())})
+        store.write_json("manifest.json", manifest)
+    return plan
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _todo(plan: Plan, store: Store, console: Console) -> dict[str, list[Unit]]:
+    todo: dict[str, list[Unit]] = {s: [] for s in STAGES}
+    for u in plan.units:
+        state = store.status(u.stage, u.key)
+        if state == "corrupt":
+            console.print(f"[yellow]corrupt shard {store.shard_path(u.stage, u.key)} "
+                          "(checksum mismatch or missing): recomputing[/]")
+            store.discard(u.stage, u.key)
+        if state != "done":
+            todo[u.stage].append(u)
+    return todo
+
+
+def _grouped(units: list[Unit]) -> list[list[Unit]]:
+    key = (lambda u: u.group)
+    return [list(g) for _, g in groupby(sorted(units, key=key), key=key)]
+
+
+def _run_local(plan: Plan, todo: dict[str, list[Unit]], worker: Worker, console: Console,
+               done: Callable[[Unit, float], None]) -> None:
+    units = plan.by_key()
+    with _progress(console) as bar:
+        tasks = {s: bar.add_task(s, total=len(plan.stage(s)),
+                                 completed=len(plan.stage(s)) - len(todo[s]), info="")
+                 for s in STAGES}
+        for stage in STAGES:
+            for group in _grouped(todo[stage]):
+                for u in group:
+                    bar.update(tasks[stage], info=f"{u.model}/s{u.seed}/{u.dataset}"
+                               + (f" {u.explainer} #{u.shard}" if u.explainer else ""))
+                    rt = worker.run(u, units)
+                    done(u, rt)
+                    bar.advance(tasks[stage])
+            bar.update(tasks[stage], info="done")
+
+
+def _run_ray(plan: Plan, todo: dict[str, list[Unit]], spec: StudySpec, store: Store,
+             address: str | None, device: str | None, console: Console,
+             done: Callable[[Unit, float], None]) -> None:
+    try:
+        import ray
+    except ModuleNotFoundError:
+        raise InputError("the ray executor needs Ray: pip install 'faithscope[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {k: v for k, v in os.environ.items()
+                                           if k.startswith(("FAITHSCOPE_", "HF_"))}})
+        started = True
+    try:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        remote = ray.remote(num_gpus=gpus, num_cpus=1, max_retries=2)(run_units)
+        units = plan.by_key()
+        with _progress(console) as bar:
+            tasks = {s: bar.add_task(s, total=len(plan.stage(s)),
+                                     completed=len(plan.stage(s)) - len(todo[s]), info="ray")
+                     for s in STAGES}
+            for stage in STAGES:
+                groups = _grouped(todo[stage])
+                pending = {remote.remote(spec, store.url, g, units, device=device): g  # type: ignore[call-arg]
+                           for g in groups}
+                while pending:
+                    ready, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in ready:
+                        group = pending.pop(ref)
+                        ray.get(ref)  # raises the task's error
+                        for u in group:
+                            m = store.marker(u.stage, u.key) or {}
+                            done(u, float(m.get("runtime_s", 0.0)))
+                        bar.advance(tasks[stage], len(group))
+    finally:
+        if started:
+            ray.shutdown()

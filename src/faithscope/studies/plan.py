@@ -1,0 +1,135 @@
+"""The planner: a study spec expands into work units keyed by content hashes.
+
+Stages, each unit's key hashing everything its result depends on (and its parents' keys):
+
+- ``finetune``: model x seed x dataset (each dataset gets its own fine-tuned head);
+- ``explain``: finetune unit x shard of evaluation examples x explainer (the ``random``
+  baseline is always added);
+- ``metrics``: explain unit x metric list.
+
+Only units without a finished shard in the store run, so a rerun resumes where a killed run
+stopped, and editing the metric list re-scores stored explanations without re-explaining.
+
+Example
+-------
+>>> from faithscope.studies.spec import ModelSpec, DatasetSpec, ExplainerSpec, StudySpec
+>>> from faithscope.studies.plan import plan_study
+>>> spec = StudySpec(name="s", models=(ModelSpec(name="m", hub="org/m"),),
+...                  datasets=(DatasetSpec(name="sst2", n=120),), seeds=(0, 1),
+...                  explainers=(ExplainerSpec(name="lime"),), metrics=("sufficiency",),
+...                  shard_size=50)
+>>> plan = plan_study(spec, n_examples={"sst2": 120})
+>>> [len(plan.stage(s)) for s in ("finetune", "explain", "metrics")]  # 3 shards x 2 explainers
+[2, 12, 12]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .spec import DatasetSpec, ExplainerSpec, ModelSpec, StudySpec
+
+PLAN_VERSION = 1
+
+
+def content_key(*parts: Any) -> str:
+    blob = json.dumps([PLAN_VERSION, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unit:
+    """One piece of work; ``parent`` is the key of the unit whose result it needs."""
+
+    stage: str
+    key: str
+    model: str
+    seed: int
+    dataset: str
+    shard: int | None = None
+    explainer: str | None = None
+    parent: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def group(self) -> tuple[str, int, str]:
+        """Units of one group share a fine-tuned model (the executor loads it once)."""
+        return (self.model, self.seed, self.dataset)
+
+
+@dataclass(frozen=True)
+class Plan:
+    spec: StudySpec
+    units: tuple[Unit, ...]
+
+    def stage(self, stage: str) -> list[Unit]:
+        return [u for u in self.units if u.stage == stage]
+
+    def by_key(self) -> dict[str, Unit]:
+        return {u.key: u for u in self.units}
+
+    def keys(self) -> dict[str, list[str]]:
+        return {s: [u.key for u in self.stage(s)] for s in ("finetune", "explain", "metrics")}
+
+
+def _recipe(spec: StudySpec, m: ModelSpec, seed: int) -> dict[str, Any]:
+    return {"max_length": spec.max_length, **spec.recipe, **m.recipe, "seed": seed}
+
+
+def model_identity(m: ModelSpec) -> dict[str, Any]:
+    """What identifies a base model's weights: its hub id, path and revision (not its label)."""
+    return {"hub": m.hub, "path": m.path, "revision": m.revision, "dtype": m.dtype}
+
+
+def train_identity(d: DatasetSpec) -> dict[str, Any]:
+    return {"name": d.name, "train_split": d.train_split, "train_n": d.train_n,
+            "val_split": d.val_split, "val_n": d.val_n, "seed": d.seed, "params": d.params,
+            "accuracy_on": [d.split, max(d.n, d.accuracy_n)]}
+
+
+def eval_identity(d: DatasetSpec) -> dict[str, Any]:
+    return {"name": d.name, "split": d.split, "n": d.n, "seed": d.seed, "params": d.params}
+
+
+def explainers_with_baseline(spec: StudySpec) -> list[ExplainerSpec]:
+    out = list(spec.explainers)
+    if not any(e.name == "random" for e in out):
+        out.append(ExplainerSpec(name="random"))
+    return out
+
+
+def plan_study(spec: StudySpec, n_examples: Mapping[str, int]) -> Plan:
+    """Expand ``spec``; ``n_examples[dataset name]`` is how many evaluation examples exist
+    (at most ``n``), which fixes the number of shards."""
+    units: list[Unit] = []
+    for m in spec.models:
+        for seed in spec.seeds:
+            for d in spec.datasets:
+                recipe = _recipe(spec, m, seed)
+                ft = content_key("finetune", m.name, model_identity(m), recipe, train_identity(d),
+                                 spec.max_length)
+                units.append(Unit(stage="finetune", key=ft, model=m.name, seed=seed,
+                                  dataset=d.name, params={"recipe": recipe}))
+                n = min(n_examples[d.name], d.n)
+                for shard in range(math.ceil(n / spec.shard_size)):
+                    lo, hi = shard * spec.shard_size, min(n, (shard + 1) * spec.shard_size)
+                    for e in explainers_with_baseline(spec):
+                        ex = content_key("explain", ft, eval_identity(d), lo, hi, asdict(e),
+                                         spec.granularity, spec.target_fn)
+                        units.append(Unit(stage="explain", key=ex, model=m.name, seed=seed,
+                                          dataset=d.name, shard=shard, explainer=e.name,
+                                          parent=ft, params={"range": [lo, hi],
+                                                             "explainer": asdict(e)}))
+                        metrics = list(spec.metrics if d.metrics is None else d.metrics)
+                        if metrics:
+                            mk = content_key("metrics", ex, metrics)
+                            units.append(Unit(stage="metrics", key=mk, model=m.name, seed=seed,
+                                              dataset=d.name, shard=shard, explainer=e.name,
+                                              parent=ex, params={"range": [lo, hi],
+                                                                 "metrics": metrics}))
+    return Plan(spec, tuple(units))

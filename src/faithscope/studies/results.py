@@ -1,0 +1,162 @@
+"""Reading a study: DuckDB over the Parquet shards of the current plan.
+
+Views: ``metrics`` (one row per example x explainer x metric, with model, seed, dataset),
+``models`` (one row per fine-tuned model: accuracy, size, training record) and ``units``
+(runtime and host of every finished unit).
+
+Example
+-------
+>>> from faithscope.studies import open_study
+>>> study = open_study("path/to/study")                    # doctest: +SKIP
+>>> study.metrics().groupby(["model", "explainer", "metric"])["value"].mean()  # doctest: +SKIP
+>>> study.sql("select model, avg(accuracy) from models group by model")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pandas as pd
+
+from ..errors import InputError
+from ..explanation import Explanation, explanations_from_table
+from .store import STAGES, Store
+
+
+class Study:
+    """A finished or partly finished study directory (any fsspec URL)."""
+
+    def __init__(self, url: str | os.PathLike[str]) -> None:
+        self.store = Store(url)
+        self.manifest: dict[str, Any] = self.store.read_json("manifest.json") or {}
+        if not self.manifest:
+            raise InputError(f"{url}: not a study directory (no manifest.json)")
+
+    def finished(self, stage: str) -> list[str]:
+        return [k for k in self.manifest.get("plan", {}).get(stage, [])
+                if self.store.status(stage, k, verify=False) == "done"]
+
+    def progress(self) -> dict[str, tuple[int, int]]:
+        plan = self.manifest.get("plan", {})
+        return {s: (len(self.finished(s)), len(plan.get(s, []))) for s in STAGES}
+
+    def _frame(self, stage: str) -> pd.DataFrame:
+        keys = self.finished(stage)
+        if not keys:
+            return pd.DataFrame()
+        if self.store.local:  # DuckDB reads the shards directly
+            return self.sql(f"select * from {'models' if stage == 'finetune' else stage}")
+        return pd.concat([self.store.read_shard(stage, k) for k in keys], ignore_index=True)
+
+    def metrics(self) -> pd.DataFrame:
+        return self._frame("metrics")
+
+    def models(self) -> pd.DataFrame:
+        return self._frame("finetune")
+
+    def explanations(self, **where: Any) -> Iterator[Explanation]:
+        """Stream explanations shard by shard; ``where`` filters on model, seed, dataset,
+        explainer (e.g. ``study.explanations(model="minilm-l6", explainer="lime")``)."""
+        for key in self.finished("explain"):
+            m = self.store.marker("explain", key) or {}
+            if all(m.get(k) == v for k, v in where.items()):
+                yield from explanations_from_table(self.store.read_table("explain", key))
+
+    def units(self) -> pd.DataFrame:
+        rows = []
+        for stage in STAGES:
+            for k in self.finished(stage):
+                rows.append(self.store.marker(stage, k) or {})
+        return pd.DataFrame(rows)
+
+    def connect(self) -> Any:
+        """A DuckDB connection with the ``metrics``, ``models`` and ``units`` views."""
+        import duckdb
+
+        con = duckdb.connect()
+        for view, stage in (("metrics", "metrics"), ("models", "finetune")):
+            files = self.store.local_files(stage, self.finished(stage))
+            if files and self.store.local:
+                con.execute(f"create view {view} as select * from read_parquet("
+                            f"{_sql_list(files)}, union_by_name=true)")
+            else:
+                df = (pd.concat([self.store.read_shard(stage, k)
+                                 for k in self.finished(stage)], ignore_index=True)
+                      if files else pd.DataFrame({"model": pd.Series(dtype=str)}))
+                con.register(view, df)
+        con.register("units", self.units())
+        return con
+
+    def sql(self, query: str) -> pd.DataFrame:
+        con = self.connect()
+        try:
+            return con.execute(query).df()
+        except Exception as err:  # duckdb raises its own exception types
+            raise InputError(f"query failed: {err}") from None
+        finally:
+            con.close()
+
+    def summary(self, by: Sequence[str] = ("dataset", "model", "explainer", "metric"),
+                n_boot: int = 1000) -> pd.DataFrame:
+        """Mean and bootstrap 95 % CI per group (seeds pooled unless ``seed`` is in ``by``)."""
+        from ..evaluate import summarize
+
+        df = self.metrics()
+        if df.empty:
+            return df
+        return summarize(df, by=tuple(by), n_boot=n_boot)
+
+
+def _sql_list(files: list[str]) -> str:
+    return "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+
+
+def open_study(path: str | os.PathLike[str]) -> Study:
+    """Open a study directory written by :func:`faithscope.studies.run_study`."""
+    return Study(path)
+
+
+def print_results(study: Study, console: Any) -> None:
+    """Accuracy per model and seed, then one metric table per dataset and model."""
+    from rich.table import Table
+
+    from ..tables import metric_table
+
+    prog = study.progress()
+    console.print("units finished: " + ", ".join(f"{s} {a}/{b}" for s, (a, b) in prog.items()),
+                  highlight=False)
+    models = study.models()
+    if not models.empty:
+        t = Table(title="fine-tuned models: accuracy on the evaluation split")
+        for col in ("dataset", "model", "params (M)", "seed", "accuracy", "val acc",
+                    "epochs", "train s"):
+            t.add_column(col, justify="right" if col not in ("dataset", "model") else "left")
+        for r in models.sort_values(["dataset", "params_m", "model", "seed"]).itertuples():
+            t.add_row(r.dataset, r.model, f"{r.params_m:.3g}", str(r.seed), f"{r.accuracy:.3f}",
+                      f"{r.val_accuracy:.3f}", str(r.epochs_run), f"{r.train_seconds or 0:.0f}")
+        console.print(t)
+    summary = study.summary()
+    if summary.empty:
+        return
+    sizes = dict(zip(models["model"], models["params_m"], strict=False)) if not models.empty else {}
+    for (dataset, model), g in summary.groupby(["dataset", "model"], sort=False):
+        n = int(g["n"].max())
+        console.print(metric_table(g.drop(columns=["dataset", "model"]),
+                                   title=f"{dataset} · {model} ({sizes.get(model, 0):.3g}M) · "
+                                   f"n={n} rows per cell, mean ± 95% CI"))
+
+
+def export(study: Study, fmt: str, path: str) -> str:
+    df = study.metrics()
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    elif fmt == "parquet":
+        df.to_parquet(path, index=False)
+    else:
+        raise InputError(f"export format must be csv or parquet, got {fmt!r}")
+    return path
+
+
+__all__ = ["Study", "export", "open_study", "print_results"]

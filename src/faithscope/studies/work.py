@@ -1,0 +1,198 @@
+"""Running one work unit: the same code serves the local and the Ray executor.
+
+A :class:`Worker` holds what several units share (loaded datasets, the last fine-tuned model),
+runs a unit and writes its shard to the store. Explanations are written per shard and read back
+per shard, so memory stays flat however large the study grows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..data import load_dataset
+from ..data.core import Dataset
+from ..data.example import Example
+from ..explanation import explanations_from_table, explanations_table
+from ..models.adapter import ModelAdapter
+from ..models.finetune import Recipe, accuracy, finetune
+from ..models.loading import load_model
+from .plan import Unit
+from .spec import DatasetSpec, ModelSpec, StudySpec
+from .store import Store
+
+
+def n_params(adapter: ModelAdapter) -> int:
+    return int(sum(p.numel() for p in adapter.model.parameters()))
+
+
+@dataclass
+class Worker:
+    """Executes units of one study against one store (one per process or Ray actor)."""
+
+    spec: StudySpec
+    store: Store
+    device: str | None = None
+    _data: dict[tuple[str, str], Dataset] = field(default_factory=dict)
+    _model: tuple[str, ModelAdapter] | None = None
+
+    # ---------------------------------------------------------------- lookups
+    def model_spec(self, name: str) -> ModelSpec:
+        return next(m for m in self.spec.models if m.name == name)
+
+    def dataset_spec(self, name: str) -> DatasetSpec:
+        return next(d for d in self.spec.datasets if d.name == name)
+
+    def data(self, d: DatasetSpec, which: str) -> Dataset:
+        """``which``: ``eval``, ``train``, ``val`` or ``accuracy`` examples of a dataset spec (cached)."""
+        if (d.name, which) not in self._data:
+            split, n = {"eval": (d.split, d.n), "train": (d.train_split, d.train_n),
+                        "val": (d.val_split, d.val_n),
+                        "accuracy": (d.split, max(d.n, d.accuracy_n))}[which]
+            self._data[(d.name, which)] = load_dataset(d.name, split=split, n=n, seed=d.seed,
+                                                       **d.params)
+        return self._data[(d.name, which)]
+
+    def examples(self, unit: Unit) -> list[Example]:
+        lo, hi = unit.params["range"]
+        return list(self.data(self.dataset_spec(unit.dataset), "eval").examples[lo:hi])
+
+    @property
+    def _device(self) -> str:
+        return self.device or self.spec.device
+
+    # ---------------------------------------------------------------- fine-tuning
+    def finetuned(self, key: str, unit: Unit | None = None) -> ModelAdapter:
+        """The fine-tuned model of finetune unit ``key`` (its checkpoint, or trained again)."""
+        if self._model is not None and self._model[0] == key:
+            return self._model[1]
+        self._model = None
+        row = None
+        if self.store.status("finetune", key, verify=False) == "done":
+            row = self.store.read_shard("finetune", key).iloc[0]
+        from pathlib import Path
+
+        if row is not None and Path(row["checkpoint"]).exists():
+            adapter = load_model(row["checkpoint"], device=self._device,
+                                 dtype=self.model_spec(row["model"]).dtype,
+                                 max_batch_size=self.spec.max_batch_size,
+                                 max_length=self.spec.max_length)
+            adapter.model_id, adapter.revision = row["model_id"], row["revision"]
+        else:  # e.g. another node's local checkpoint: retrain (deterministic per seed)
+            if unit is None:
+                raise KeyError(f"finetune unit {key} has no result yet")
+            adapter, _ = self._train(unit)
+        self._model = (key, adapter)
+        return adapter
+
+    def _train(self, unit: Unit) -> tuple[ModelAdapter, dict[str, Any]]:
+        m, d = self.model_spec(unit.model), self.dataset_spec(unit.dataset)
+        train = self.data(d, "train")
+        val = list(self.data(d, "val").examples) if d.val_split else []
+        return finetune(m.source(), list(train.examples), recipe=Recipe(**unit.params["recipe"]),
+                        labels=train.labels, dev=val, device=self._device,
+                        cache_dir=self.store.checkpoint_dir(),
+                        max_batch_size=self.spec.max_batch_size)
+
+    def run_finetune(self, unit: Unit) -> pd.DataFrame:
+        adapter, info = self._train(unit)
+        self._model = (unit.key, adapter)
+        d = self.dataset_spec(unit.dataset)
+        ev = self.data(d, "accuracy")
+        acc = accuracy(adapter, list(ev.examples))
+        m = self.model_spec(unit.model)
+        return pd.DataFrame([{
+            "model": unit.model, "seed": unit.seed, "dataset": unit.dataset,
+            "model_source": m.source(), "model_id": adapter.model_id,
+            "revision": adapter.revision, "checkpoint": info["path"],
+            "params_m": m.size if m.size is not None else n_params(adapter) / 1e6,
+            "architecture": type(adapter.model).__name__,
+            "accuracy": acc, "eval_split": d.split, "n_accuracy": len(ev),
+            "val_accuracy": max(info.get("val_history") or [float("nan")]),
+            "val_history": json.dumps(info.get("val_history", [])),
+            "best_epoch": info.get("best_epoch"), "epochs_run": info.get("epochs_run"),
+            "n_train": info.get("n_train"), "train_seconds": info.get("train_seconds"),
+            "cached": bool(info.get("cached")), "labels": json.dumps(list(ev.labels)),
+        }])
+
+    # ---------------------------------------------------------------- explain / metrics
+    def run_explain(self, unit: Unit) -> Any:
+        from ..api import explain
+
+        adapter = self.finetuned(unit.parent or "")
+        e = unit.params["explainer"]
+        exps = explain(adapter, self.examples(unit), [(e["name"], e["params"])],
+                       granularity=self.spec.granularity, target_fn=self.spec.target_fn,
+                       seed=unit.seed)
+        return explanations_table(exps)
+
+    def run_metrics(self, unit: Unit, explain_unit: Unit) -> pd.DataFrame:
+        from ..evaluate import evaluate
+
+        adapter = self.finetuned(explain_unit.parent or "")
+        exps = explanations_from_table(self.store.read_table("explain", explain_unit.key))
+        examples = self.examples(unit)
+        metrics = applicable_metrics(unit.params["metrics"], examples)
+        df = evaluate(exps, adapter, metrics, examples=examples, random=False, seed=unit.seed)
+        df["detail"] = df["detail"].map(lambda d: json.dumps(d, default=float))
+        df["correct"] = df["correct"].astype("boolean")
+        df["label"] = df["label"].astype("Int64")
+        return df.assign(model=unit.model, seed=unit.seed, dataset=unit.dataset,
+                         shard=unit.shard, unit=unit.key,
+                         params=json.dumps(explain_unit.params["explainer"]["params"],
+                                           sort_keys=True))
+
+    def run(self, unit: Unit, units: dict[str, Unit]) -> float:
+        """Run ``unit`` and store its shard; returns its runtime in seconds."""
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            df = self._run(unit, units)
+        truncated = sum("truncated" in str(w.message) for w in caught)
+        for w in caught:
+            if "truncated" not in str(w.message):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        runtime = time.perf_counter() - t0
+        self.store.write_shard(unit.stage, unit.key, df, runtime_s=runtime,
+                               extra={"model": unit.model, "seed": unit.seed,
+                                      "dataset": unit.dataset, "explainer": unit.explainer,
+                                      "truncation_warnings": truncated})
+        return runtime
+
+    def _run(self, unit: Unit, units: dict[str, Unit]) -> Any:
+        if unit.stage == "finetune":
+            return self.run_finetune(unit)
+        if unit.stage == "explain":
+            self.finetuned(unit.parent or "", units.get(unit.parent or ""))
+            return self.run_explain(unit)
+        parent = units[unit.parent or ""]
+        self.finetuned(parent.parent or "", units.get(parent.parent or ""))
+        return self.run_metrics(unit, parent)
+
+
+def applicable_metrics(metrics: Sequence[str], examples: Sequence[Example]) -> list[str]:
+    """Drop metrics that need a rationale on data that has none (e.g. plausibility on SST-2)."""
+    from ..metrics.base import get_metric
+
+    has_rationale = any(ex.rationale for ex in examples)
+    return [m for m in metrics if has_rationale or "rationale" not in get_metric(m).needs]
+
+
+def run_units(spec: StudySpec, store_url: str, units: Sequence[Unit], all_units: dict[str, Unit],
+              *, device: str | None = None,
+              on_done: Callable[[Unit, float], None] | None = None) -> list[str]:
+    """Run a list of units in order in this process (used by Ray tasks); returns their keys."""
+    worker = Worker(spec, Store(store_url), device=device)
+    done = []
+    for u in units:
+        rt = worker.run(u, all_units)
+        done.append(u.key)
+        if on_done:
+            on_done(u, rt)
+    return done
