@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+import torch
 
 from ..data import load_dataset
 from ..data.core import Dataset
@@ -151,6 +152,9 @@ class Worker:
     def run(self, unit: Unit, units: dict[str, Unit]) -> float:
         """Run ``unit`` and store its shard; returns its runtime in seconds."""
         t0 = time.perf_counter()
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             df = self._run(unit, units)
@@ -162,7 +166,10 @@ class Worker:
         self.store.write_shard(unit.stage, unit.key, df, runtime_s=runtime,
                                extra={"model": unit.model, "seed": unit.seed,
                                       "dataset": unit.dataset, "explainer": unit.explainer,
-                                      "truncation_warnings": truncated})
+                                      "truncation_warnings": truncated,
+                                      "peak_rss_mb": _peak_rss_mb(),
+                                      "cuda_peak_mb": (torch.cuda.max_memory_allocated() / 2**20
+                                                       if cuda else None)})
         return runtime
 
     def _run(self, unit: Unit, units: dict[str, Unit]) -> Any:
@@ -174,6 +181,18 @@ class Worker:
         parent = units[unit.parent or ""]
         self.finetuned(parent.parent or "", units.get(parent.parent or ""))
         return self.run_metrics(unit, parent)
+
+
+def _peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far (MB; monotone over a process's units)."""
+    try:
+        import resource
+        import sys
+
+        kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return kb / (2**20 if sys.platform == "darwin" else 2**10)
+    except (ImportError, OSError):
+        return None
 
 
 def applicable_metrics(metrics: Sequence[str], examples: Sequence[Example]) -> list[str]:
