@@ -22,6 +22,7 @@ def test_demo_is_a_resumable_study(tmp_path):
         out = run_demo(n_examples=2, n_show=1, n_train=64, console=console, out_dir=tmp_path)
     text = buf.getvalue()
     assert "GLUE SST-2 dev accuracy" in text and "(872 sentences)" in text
+    assert (tmp_path / "report.html").stat().st_size > 10_000 and "report.html" in text
     study = open_study(out)
     assert study.progress() == {"finetune": (1, 1), "explain": (len(explainers), len(explainers)),
                                 "metrics": (len(explainers), len(explainers))}

@@ -1,4 +1,4 @@
-"""Command line: ``faithscope explain | evaluate | run | results | list | demo``.
+"""Command line: ``faithscope explain | evaluate | run | results | report | list | demo``.
 
 Bad input gets one line on stderr and exit code 2, never a traceback.
 
@@ -192,6 +192,28 @@ def cmd_results(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from .models import InputError
+    from .report import write_report
+    from .studies.results import open_study
+
+    if "://" not in args.study and not (Path(args.study) / "manifest.json").is_file():
+        raise InputError(f"{args.study}: not a study directory (no manifest.json)")
+    if Path(args.output).is_dir():
+        raise InputError(f"-o {args.output}: is a directory; give the report's file name")
+    study = open_study(args.study)
+    try:
+        path = write_report(study, args.output, figures_dir=args.figures)
+    except OSError as err:  # unwritable output or figure folder
+        raise InputError(f"cannot write the report: {err}") from None
+    console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)", highlight=False)
+    if args.figures:
+        console.print(f"figures (PNG and SVG) in {args.figures}", highlight=False)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
 
@@ -270,6 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--export", choices=("csv", "parquet"), help="export the metric rows")
     rs.add_argument("--output", help="file for --export")
     rs.set_defaults(func=cmd_results)
+    rp = sub.add_parser("report", help="a self-contained interactive HTML report of a study")
+    rp.add_argument("study", help="study directory or fsspec URL")
+    rp.add_argument("-o", "--output", default="report.html", help="HTML file (default "
+                    "report.html)")
+    rp.add_argument("--figures", metavar="DIR", help="also export every figure as PNG and SVG")
+    rp.set_defaults(func=cmd_report)
     d = sub.add_parser("demo", help="offline demo: a small study (fine-tune MiniLM on SST-2, explain, evaluate)")
     d.add_argument("--n-examples", type=int, default=10, help="dev sentences explained")
     d.add_argument("--n-show", type=int, default=3, help="heatmaps printed")

