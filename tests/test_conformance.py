@@ -24,6 +24,16 @@ FAST = {
     "partition_shap": {"max_evals": 40},
     "integrated_gradients": {"n_steps": 8},
 }
+_CHEAP = (("lime", FAST["lime"]), ("kernel_shap", FAST["kernel_shap"]),
+          ("integrated_gradients", FAST["integrated_gradients"]))
+# ensembles run with the same small member budgets (their defaults are checked in
+# test_ensemble.py); ensemble_all gets one member of each family
+FAST.update({
+    "ensemble": {"members": _CHEAP},
+    "ensemble_top3": {"members": _CHEAP},
+    "ensemble_all": {"members": (*_CHEAP, ("gradient", {}), ("attention", {}),
+                                 ("partition_shap", FAST["partition_shap"]))},
+})
 
 
 def spec(name: str):

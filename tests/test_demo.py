@@ -7,8 +7,7 @@ import io
 import pytest
 from rich.console import Console
 
-from faithscope.demo import demo_spec, run_demo
-from faithscope.registry import explainers
+from faithscope.demo import demo_explainers, demo_spec, run_demo
 from faithscope.studies import open_study
 from helpers import torch_threads
 
@@ -24,12 +23,12 @@ def test_demo_is_a_resumable_study(tmp_path):
     assert "GLUE SST-2 dev accuracy" in text and "(872 sentences)" in text
     assert (tmp_path / "report.html").stat().st_size > 10_000 and "report.html" in text
     study = open_study(out)
-    assert study.progress() == {"finetune": (1, 1), "explain": (len(explainers), len(explainers)),
-                                "metrics": (len(explainers), len(explainers))}
+    n = len(demo_explainers())  # random included
+    assert study.progress() == {"finetune": (1, 1), "explain": (n, n), "metrics": (n, n)}
     df = study.metrics()
     # every registered explainer (random included) x 2 sentences x 4 metrics
-    assert len(df) == len(explainers) * 2 * 4 and set(df["explainer"]) == set(explainers.names())
-    assert (tmp_path / "explanations.jsonl").read_text().count("\n") == len(explainers)
+    assert len(df) == n * 2 * 4 and set(df["explainer"]) == set(demo_explainers())
+    assert (tmp_path / "explanations.jsonl").read_text().count("\n") == n
     buf2 = io.StringIO()
     with torch_threads(2):
         run_demo(n_examples=2, n_show=1, n_train=64, console=Console(file=buf2, width=160),

@@ -29,6 +29,7 @@ from .api import explain, prepare
 from .data.example import Example
 from .explainers.base import Prepared, score_masks
 from .explanation import Explanation
+from .metrics.analysis import Analysis, run_analyses
 from .metrics.base import EvalItem, Metric, get_metric
 from .models.adapter import InputError, ModelAdapter
 from .targets import get_target
@@ -61,7 +62,9 @@ def evaluate(
     """Score explanations with metrics; one row per (explanation, metric).
 
     ``examples`` supplies gold labels and human rationales / planted ground truth (matched by
-    example id). ``operator`` is the masking operator of removal metrics.
+    example id). ``operator`` is the masking operator of removal metrics. Analyses (metrics
+    that need the explainer: randomization, sensitivity, attacks) rebuild the explainer of each
+    group of explanations from their stored name and hyper-parameters and run it again.
     """
     ms: list[Metric] = [get_metric(m) for m in metrics]
     by_id: dict[str, Example] = {ex.id: ex for ex in examples or ()}
@@ -71,11 +74,17 @@ def evaluate(
     items = [EvalItem(e, by_id[e.example_id].label if e.example_id in by_id else None,
                       _reference(e, by_id.get(e.example_id)), e.targets[0]) for e in exps]
     values: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
-    model_metrics = [(j, m) for j, m in enumerate(ms) if "model" in m.needs]
+    analyses = [(j, m) for j, m in enumerate(ms) if isinstance(m, Analysis)]
+    model_metrics = [(j, m) for j, m in enumerate(ms)
+                     if "model" in m.needs and not isinstance(m, Analysis)]
     if model_metrics:
         if model is None:
             raise InputError("removal metrics need the model")
         values.update(_removal_values(model, items, model_metrics, operator))
+    if analyses:
+        if model is None:
+            raise InputError(f"{analyses[0][1].name} needs the model")
+        values.update(run_analyses(model, items, analyses))
     for j, m in enumerate(ms):
         if "model" in m.needs:
             continue

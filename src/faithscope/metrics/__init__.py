@@ -1,5 +1,9 @@
-"""Metrics: faithfulness (removal), ground truth (planted features), plausibility."""
+"""Metrics: faithfulness (removal), ground truth (planted features), plausibility, and analyses
+that re-run the explainer (sanity: randomization; robustness: sensitivity; adversarial:
+explanation attacks)."""
 
+from .analysis import Analysis, curve_table, similarity
+from .attack import ExplanationAttack, ExplanationAttackConstrained, attack, attack_table
 from .base import FAMILIES, EvalItem, Metric, get_metric, n_top
 from .faithfulness import (
     AopcComprehensiveness,
@@ -12,9 +16,14 @@ from .faithfulness import (
 )
 from .ground_truth import GtOverlap, MeanRank
 from .plausibility import Auprc, IouF1, TokenF1
+from .robustness import AvgSensitivity, AvgSensitivityWord, MaxSensitivity, MaxSensitivityWord
+from .sanity import Randomization, RandomizationIndependent, randomization_steps
 
 __all__ = [
-    "FAMILIES", "AopcComprehensiveness", "AopcSufficiency", "Auprc", "Comprehensiveness",
-    "DeletionCurve", "EvalItem", "FlipRate", "GtOverlap", "InsertionCurve", "IouF1", "MeanRank",
-    "Metric", "Sufficiency", "TokenF1", "get_metric", "n_top",
+    "FAMILIES", "Analysis", "AopcComprehensiveness", "AopcSufficiency", "Auprc",
+    "AvgSensitivity", "AvgSensitivityWord", "Comprehensiveness", "DeletionCurve", "EvalItem",
+    "ExplanationAttack", "ExplanationAttackConstrained", "FlipRate", "GtOverlap",
+    "InsertionCurve", "IouF1", "MaxSensitivity", "MaxSensitivityWord", "MeanRank", "Metric",
+    "Randomization", "RandomizationIndependent", "Sufficiency", "TokenF1", "attack",
+    "attack_table", "curve_table", "get_metric", "n_top", "randomization_steps", "similarity",
 ]
