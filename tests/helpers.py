@@ -28,6 +28,16 @@ SENTENCES = [
 PAIR = ("the plot is thin.", "yet oddly moving")
 INPUTS = [*SENTENCES, PAIR]
 
+# six short movie reviews (both polarities) for the sanity and attack tests
+REVIEWS = [
+    "a gorgeous , witty and moving film with a charming cast",
+    "the plot is thin and the acting is flat , a dull and tedious mess",
+    "never boring : the music is great and the director loved every scene",
+    "an awful script , weak actors and a stupid routine story",
+    "really fine acting but the movie is too long and quite boring",
+    "one of the best films , funny and wonderful",
+]
+
 
 class LinearBag(nn.Module):
     """logits = sum over real positions of E[ids] @ W + b: every token adds a fixed vector.

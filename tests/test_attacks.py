@@ -13,15 +13,9 @@ import faithscope as fs
 from faithscope.metrics.attack import _Scorer, attack, attack_table, top_k_size
 from faithscope.models.tiny import tiny_classifier
 from faithscope.targets import get_target
+from helpers import REVIEWS
 
-SENTENCES = [
-    "a gorgeous , witty and moving film with a charming cast",
-    "the plot is thin and the acting is flat , a dull and tedious mess",
-    "never boring : the music is great and the director loved every scene",
-    "an awful script , weak actors and a stupid routine story",
-    "really fine acting but the movie is too long and quite boring",
-    "one of the best films , funny and wonderful",
-]
+SENTENCES = REVIEWS
 EXPLAINERS = [fs.explainers.Gradient(), fs.explainers.GradientXInput(),
               fs.explainers.IntegratedGradients(n_steps=6),
               fs.explainers.IntegratedGradients(n_steps=4, baseline="zero",

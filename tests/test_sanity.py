@@ -13,15 +13,9 @@ import torch
 import faithscope as fs
 from faithscope.metrics.analysis import curve_table, similarity
 from faithscope.metrics.sanity import randomization_steps
+from helpers import REVIEWS
 
-SENTENCES = [
-    "a gorgeous , witty and moving film with a charming cast",
-    "the plot is thin and the acting is flat , a dull and tedious mess",
-    "never boring : the music is great and the director loved every scene",
-    "an awful script , weak actors and a stupid routine story",
-    "really fine acting but the movie is too long and quite boring",
-    "one of the best films , funny and wonderful",
-]
+SENTENCES = REVIEWS
 
 
 def snapshot(model) -> dict[str, torch.Tensor]:

@@ -141,13 +141,19 @@ def _grouped(units: list[Unit]) -> list[list[Unit]]:
     return [list(g) for _, g in groupby(sorted(units, key=key), key=key)]
 
 
+def _stage_bars(bar: Progress, plan: Plan, todo: dict[str, list[Unit]], info: str
+                ) -> dict[str, Any]:
+    """One progress bar per stage, starting at the units already finished."""
+    return {s: bar.add_task(s, total=len(plan.stage(s)),
+                            completed=len(plan.stage(s)) - len(todo[s]), info=info)
+            for s in STAGES}
+
+
 def _run_local(plan: Plan, todo: dict[str, list[Unit]], worker: Worker, console: Console,
                done: Callable[[Unit, float], None]) -> None:
     units = plan.by_key()
     with _progress(console) as bar:
-        tasks = {s: bar.add_task(s, total=len(plan.stage(s)),
-                                 completed=len(plan.stage(s)) - len(todo[s]), info="")
-                 for s in STAGES}
+        tasks = _stage_bars(bar, plan, todo, "")
         for stage in STAGES:
             for group in _grouped(todo[stage]):
                 for u in group:
@@ -177,9 +183,7 @@ def _run_ray(plan: Plan, todo: dict[str, list[Unit]], spec: StudySpec, store: St
         remote = ray.remote(num_gpus=gpus, num_cpus=1, max_retries=2)(run_units)
         units = plan.by_key()
         with _progress(console) as bar:
-            tasks = {s: bar.add_task(s, total=len(plan.stage(s)),
-                                     completed=len(plan.stage(s)) - len(todo[s]), info="ray")
-                     for s in STAGES}
+            tasks = _stage_bars(bar, plan, todo, "ray")
             for stage in STAGES:
                 groups = _grouped(todo[stage])
                 pending = {remote.remote(spec, store.url, g, units, device=device): g  # type: ignore[call-arg]
