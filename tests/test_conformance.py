@@ -81,7 +81,7 @@ def test_registry_has_the_eleven_explainers():
     assert set(EXPLAINERS) >= {
         "lime", "kernel_shap", "shapley_sampling", "partition_shap", "leave_one_out",
         "integrated_gradients", "gradient", "gradient_x_input", "attention",
-        "attention_rollout", "random"}
+        "attention_rollout", "random", "lrp"}
 
 
 @names

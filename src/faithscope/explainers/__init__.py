@@ -4,12 +4,13 @@ from .attention import Attention, AttentionRollout, rollout
 from .base import OPERATORS, Explainer, Prepared, score_masks
 from .ensemble import Ensemble, EnsembleAll, EnsembleTop3
 from .gradient import Gradient, GradientXInput, IntegratedGradients
+from .lrp import LRP
 from .partition import PartitionShap, cluster_units
 from .perturbation import KernelShap, LeaveOneOut, Lime, RandomExplainer, ShapleySampling
 
 __all__ = [
     "OPERATORS", "Attention", "AttentionRollout", "Ensemble", "EnsembleAll", "EnsembleTop3",
     "Explainer", "Gradient", "GradientXInput", "IntegratedGradients", "KernelShap",
-    "LeaveOneOut", "Lime", "PartitionShap", "Prepared", "RandomExplainer", "ShapleySampling",
+    "LRP", "LeaveOneOut", "Lime", "PartitionShap", "Prepared", "RandomExplainer", "ShapleySampling",
     "cluster_units", "rollout", "score_masks",
 ]

@@ -439,6 +439,14 @@ class ModelAdapter:
             setter(current)
 
 
+    def lrp_relevance(self, encs: Sequence[Encoded], targets: Sequence[Sequence[int]],
+                      target_fn: TargetFn, *, rule: str = "cp"
+                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """LRP token relevances and target values per encoding (see :mod:`.lrp`)."""
+        from .lrp import lrp_relevance
+
+        return lrp_relevance(self, encs, targets, target_fn, rule=rule)
+
     # ------------------------------------------------ differentiable embedding access
     def embedding_inputs(
         self, encs: Sequence[Encoded], baseline: str | None = None
