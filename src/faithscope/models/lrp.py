@@ -87,7 +87,7 @@ def _layer_norm(m: nn.LayerNorm) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def _rms_norm(m: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+def _rms_norm(m: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     eps = float(getattr(m, "variance_epsilon", getattr(m, "eps", 1e-6)))
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +97,7 @@ def _rms_norm(m: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return forward
 
 
-def _gated_mlp(m: nn.Module, rule: str) -> Callable[[torch.Tensor], torch.Tensor]:
+def _gated_mlp(m: Any, rule: str) -> Callable[[torch.Tensor], torch.Tensor]:
     def forward(x: torch.Tensor) -> torch.Tensor:
         g = m.act_fn(m.gate_proj(x))
         u = m.up_proj(x)
@@ -106,7 +106,7 @@ def _gated_mlp(m: nn.Module, rule: str) -> Callable[[torch.Tensor], torch.Tensor
     return forward
 
 
-def _tanh_head(m: nn.Module) -> Callable[..., torch.Tensor]:
+def _tanh_head(m: Any) -> Callable[..., torch.Tensor]:
     """RoBERTa-style classification heads, whose tanh is functional: identity rule on it."""
     tanh = _identity_rule(torch.tanh)
 
