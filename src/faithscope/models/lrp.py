@@ -179,7 +179,7 @@ def lrp_rules(model: nn.Module, rule: str = "cp") -> Iterator[list[int]]:
                     hasattr(m, a) for a in ("dense", "out_proj", "dropout")):
                 fwd = _tanh_head(m)
             if fwd is not None:
-                m.forward = fwd  # type: ignore[method-assign]
+                m.forward = fwd
                 patched.append(m)
         mapping["eager"] = _attention(rule, ours, counter)
         yield counter
