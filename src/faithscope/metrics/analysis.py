@@ -40,7 +40,7 @@ from ..explanation import Explanation, _jsonable
 from ..models.adapter import InputError, ModelAdapter
 from .base import EvalItem, Metric
 
-SIMILARITIES = ("spearman", "kendall", "topk")
+SIMILARITIES = ("spearman", "kendall", "topk", "jaccard")
 Values = list[tuple[float, dict[str, Any]]]
 
 
@@ -58,8 +58,9 @@ class Analysis(Metric):
 
 def similarity(a: np.ndarray, b: np.ndarray, kind: str = "spearman", *, k: int = 1,
                by: str = "abs") -> float:
-    """Similarity of two score vectors: Spearman or Kendall (tau-b) rank correlation, or the
-    share of the top-``k`` units they have in common. ``by="abs"`` compares magnitudes
+    """Similarity of two score vectors: Spearman or Kendall (tau-b) rank correlation, the
+    share of the top-``k`` units they have in common (``topk``) or the Jaccard index of the two
+    top-``k`` sets (``jaccard``). ``by="abs"`` compares magnitudes
     (Adebayo et al.'s default), ``"value"`` signed scores. NaN when undefined (fewer than two
     units, or a constant vector for the correlations)."""
     from scipy.stats import kendalltau, spearmanr
@@ -70,13 +71,13 @@ def similarity(a: np.ndarray, b: np.ndarray, kind: str = "spearman", *, k: int =
         x, y = np.abs(x), np.abs(y)
     if x.shape != y.shape:
         raise InputError(f"cannot compare scores of shapes {x.shape} and {y.shape}")
-    if kind == "topk":
+    if kind in ("topk", "jaccard"):
         if len(x) == 0:
             return float("nan")
         k = max(1, min(int(k), len(x)))
         top_a = set(np.argsort(-x, kind="stable")[:k].tolist())
         top_b = set(np.argsort(-y, kind="stable")[:k].tolist())
-        return len(top_a & top_b) / k
+        return len(top_a & top_b) / (k if kind == "topk" else len(top_a | top_b))
     if kind not in SIMILARITIES:
         raise InputError(f"similarity must be one of {SIMILARITIES}, got {kind!r}")
     if len(x) < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:

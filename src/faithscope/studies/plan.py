@@ -5,7 +5,9 @@ Stages, each unit's key hashing everything its result depends on (and its parent
 - ``finetune``: model x seed x dataset (each dataset gets its own fine-tuned head);
 - ``explain``: finetune unit x shard of evaluation examples x explainer (the ``random``
   baseline is always added);
-- ``metrics``: explain unit x metric list.
+- ``metrics``: explain unit x metric list;
+- ``analysis``: model x dataset x study analysis (``analyses:``), over every seed's fine-tuned
+  model and explanations (its key hashes all of their keys).
 
 Only units without a finished shard in the store run, so a rerun resumes where a killed run
 stopped, and editing the metric list re-scores stored explanations without re-explaining.
@@ -74,7 +76,8 @@ class Plan:
         return {u.key: u for u in self.units}
 
     def keys(self) -> dict[str, list[str]]:
-        return {s: [u.key for u in self.stage(s)] for s in ("finetune", "explain", "metrics")}
+        return {s: [u.key for u in self.stage(s)]
+                for s in ("finetune", "explain", "metrics", "analysis")}
 
 
 def _recipe(spec: StudySpec, m: ModelSpec, seed: int) -> dict[str, Any]:
@@ -132,4 +135,25 @@ def plan_study(spec: StudySpec, n_examples: Mapping[str, int]) -> Plan:
                                               dataset=d.name, shard=shard, explainer=e.name,
                                               parent=ex, params={"range": [lo, hi],
                                                                  "metrics": metrics}))
+    units += _analysis_units(spec, units)
     return Plan(spec, tuple(units))
+
+
+def _analysis_units(spec: StudySpec, units: list[Unit]) -> list[Unit]:
+    out = []
+    for m in spec.models:
+        for d in spec.datasets:
+            mine = [u for u in units if u.model == m.name and u.dataset == d.name]
+            ft = {str(u.seed): u.key for u in mine if u.stage == "finetune"}
+            ex: dict[str, list[str]] = {}
+            for u in mine:
+                if u.stage == "explain":
+                    ex.setdefault(str(u.seed), []).append(u.key)
+            for a in spec.analyses:
+                key = content_key("analysis", asdict(a), ft, ex, eval_identity(d),
+                                  train_identity(d), spec.granularity, spec.target_fn,
+                                  [asdict(e) for e in spec.explainers])
+                out.append(Unit(stage="analysis", key=key, model=m.name, seed=spec.seeds[0],
+                                dataset=d.name, explainer=a.name,
+                                params={"analysis": asdict(a), "finetune": ft, "explain": ex}))
+    return out

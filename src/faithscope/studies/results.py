@@ -56,6 +56,17 @@ class Study:
     def models(self) -> pd.DataFrame:
         return self._frame("finetune")
 
+    def analysis(self, name: str, table: str) -> pd.DataFrame:
+        """Sub-``table`` of study analysis ``name`` (e.g. ``("seed_stability", "pairs")``),
+        all models and datasets, with only the columns that table uses."""
+        frames = []
+        for key in self.finished("analysis"):
+            df = self.store.read_shard("analysis", key)
+            df = df[(df["analysis"] == name) & (df["table"] == table)]
+            if len(df):
+                frames.append(df.dropna(axis=1, how="all"))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
     def explanations(self, **where: Any) -> Iterator[Explanation]:
         """Stream explanations shard by shard; ``where`` filters on model, seed, dataset,
         explainer (e.g. ``study.explanations(model="minilm-l6", explainer="lime")``)."""

@@ -94,6 +94,14 @@ class ExplainerSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AnalysisSpec:
+    """A study-level analysis over all seeds of a model on a dataset (e.g. ``seed_stability``)."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class StudySpec:
     name: str
     models: tuple[ModelSpec, ...]
@@ -108,6 +116,7 @@ class StudySpec:
     max_batch_size: int = 64
     device: str = "auto"
     recipe: dict[str, Any] = field(default_factory=dict)  # defaults for every model's recipe
+    analyses: tuple[AnalysisSpec, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -244,6 +253,23 @@ def _explainer(d: Any, path: str, loc: _Loc) -> ExplainerSpec:
     return ExplainerSpec(name=d["name"], params=params)
 
 
+def _analysis(d: Any, path: str, loc: _Loc) -> AnalysisSpec:
+    from ..registry import study_analyses
+
+    if isinstance(d, str):
+        d = {"name": d}
+    _typed(d, dict, path, loc)
+    if "name" not in d:
+        raise loc.err(path, f"{path}: an analysis needs a 'name'")
+    params = {k: v for k, v in d.items() if k not in ("name", "params")}
+    params.update(d.get("params") or {})
+    try:
+        study_analyses.build((d["name"], params))
+    except (InputError, KeyError, TypeError) as err:
+        raise loc.err(path, str(err)) from None
+    return AnalysisSpec(name=d["name"], params=params)
+
+
 def _metrics(names: list[Any], path: str, loc: _Loc) -> tuple[str, ...]:
     from ..metrics.base import get_metric
 
@@ -301,15 +327,20 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
     for i, s in enumerate(seeds):
         if _typed(s, int, f"seeds[{i}]", loc) < 0:
             raise loc.err(f"seeds[{i}]", "seeds must be >= 0")
+    import faithscope.studies.analyses  # noqa: F401  (registers the study analyses)
+
+    analyses = tuple(_analysis(a, f"analyses[{i}]", loc)
+                     for i, a in enumerate(_typed(raw.get("analyses") or [], list, "analyses",
+                                                  loc)))
     rest = {k: v for k, v in raw.items()
-            if k not in ("models", "datasets", "explainers", "metrics", "seeds")}
+            if k not in ("models", "datasets", "explainers", "metrics", "seeds", "analyses")}
     if "recipe" in rest:
         rest["recipe"] = _recipe(rest["recipe"], "recipe", loc)
     for key in ("shard_size", "max_length", "max_batch_size"):
         if key in rest and _typed(rest[key], int, key, loc) < 1:
             raise loc.err(key, f"{key} must be >= 1")
     spec = StudySpec(models=tuple(models), datasets=tuple(dsets), explainers=explainers_,
-                     metrics=metrics, seeds=seeds, **rest)
+                     metrics=metrics, seeds=seeds, analyses=analyses, **rest)
     for m in spec.models:  # the merged recipe must be valid for every model
         try:
             Recipe(**{**spec.recipe, **m.recipe})

@@ -41,7 +41,7 @@ import pandas as pd
 
 from ..errors import InputError
 
-STAGES = ("finetune", "explain", "metrics")
+STAGES = ("finetune", "explain", "metrics", "analysis")
 
 
 class StudyLockedError(InputError):

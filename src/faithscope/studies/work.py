@@ -172,9 +172,20 @@ class Worker:
                                                        if cuda else None)})
         return runtime
 
+    def run_analysis(self, unit: Unit, units: dict[str, Unit]) -> pd.DataFrame:
+        from ..registry import study_analyses
+        from .analyses import AnalysisContext
+
+        a = unit.params["analysis"]
+        df = study_analyses.build((a["name"], a["params"])).run(AnalysisContext(self, unit, units))
+        return df.assign(model=unit.model, dataset=unit.dataset, analysis=a["name"],
+                         unit=unit.key)
+
     def _run(self, unit: Unit, units: dict[str, Unit]) -> Any:
         if unit.stage == "finetune":
             return self.run_finetune(unit)
+        if unit.stage == "analysis":
+            return self.run_analysis(unit, units)
         if unit.stage == "explain":
             self.finetuned(unit.parent or "", units.get(unit.parent or ""))
             return self.run_explain(unit)
