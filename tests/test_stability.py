@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import faithscope as fs
@@ -225,3 +224,15 @@ def test_analysis_spec_errors():
         parse_spec(base + "  - {name: seed_stability, repeats: 0}\n")
     spec = parse_spec(base + "  - {name: ling_lr, lexicon_n: 10}\n")
     assert spec.analyses[0].params == {"lexicon_n": 10}
+
+
+def test_cli_results_prints_the_analyses(seeds_study, capsys):
+    from faithscope.cli import main
+
+    _, out = seeds_study
+    assert main(["results", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "seed stability · sst2_planted · tiny · spearman" in text
+    assert "LING-LR vs the transformer" in text and "ling_lr_e_single_seed" in text
+    assert main(["list", "analyses"]) == 0
+    assert capsys.readouterr().out.split() == ["ling_lr", "seed_stability"]

@@ -100,9 +100,12 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         for name in preset_names():
             print(name)
         return 0
+    import faithscope.studies.analyses  # noqa: F401  (registers the study analyses)
+
     regs: dict[str, registry.Registry[Any]] = {
         "explainers": registry.explainers, "targets": registry.targets,
-        "metrics": registry.metrics, "datasets": registry.datasets}
+        "metrics": registry.metrics, "datasets": registry.datasets,
+        "analyses": registry.study_analyses}
     reg = regs[args.what]
     for name in reg.names():
         print(name)
@@ -252,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")
     e.set_defaults(func=cmd_explain)
     ls = sub.add_parser("list", help="list registered names")
-    ls.add_argument("what", choices=("explainers", "targets", "metrics", "datasets", "presets"))
+    ls.add_argument("what", choices=("explainers", "targets", "metrics", "datasets", "analyses",
+                                            "presets"))
     ls.set_defaults(func=cmd_list)
     ev = sub.add_parser("evaluate", help="explain a dataset and score the explanations")
     ev.add_argument("--model", required=True)

@@ -186,3 +186,24 @@ def seed_stability(by_seed: Mapping[int, Sequence[Explanation]], *,
     acc = pd.DataFrame([{"seed": s, "accuracy": a} for s, a in sorted((accuracy or {}).items())],
                        columns=["seed", "accuracy"])
     return StabilityResult(pd.concat(pairs, ignore_index=True), unit_distribution(by_seed), acc)
+
+
+def agreement_table(pairs: pd.DataFrame, measure: str = "spearman") -> pd.DataFrame:
+    """One row per explainer: ``measure`` between seeds and within one model (mean, quartiles),
+    and between seeds on examples where all seeds predict the same label vs not."""
+    rows = []
+    for explainer, g in pairs.groupby("explainer", sort=True):
+        row: dict[str, Any] = {"explainer": explainer}
+        parts = {"between": g[g["source"] == "between_seeds"],
+                 "within": g[g["source"] == "within_model"]}
+        parts["unanimous"] = parts["between"][parts["between"]["unanimous"].astype(bool)]
+        parts["split"] = parts["between"][~parts["between"]["unanimous"].astype(bool)]
+        for name, part in parts.items():
+            v = part[measure].to_numpy(dtype=np.float64)
+            v = v[np.isfinite(v)]
+            row[f"{name}_mean"] = float(v.mean()) if len(v) else float("nan")
+            row[f"{name}_q25"], row[f"{name}_q75"] = (
+                np.quantile(v, [0.25, 0.75]).tolist() if len(v) else [float("nan")] * 2)
+            row[f"{name}_n"] = len(v)
+        rows.append(row)
+    return pd.DataFrame(rows)

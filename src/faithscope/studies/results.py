@@ -149,14 +149,50 @@ def print_results(study: Study, console: Any) -> None:
                       f"{r.val_accuracy:.3f}", str(r.epochs_run), f"{r.train_seconds or 0:.0f}")
         console.print(t)
     summary = study.summary()
-    if summary.empty:
-        return
     sizes = dict(zip(models["model"], models["params_m"], strict=False)) if not models.empty else {}
-    for (dataset, model), g in summary.groupby(["dataset", "model"], sort=False):
+    for (dataset, model), g in (summary.groupby(["dataset", "model"], sort=False)
+                                if not summary.empty else []):
         n = int(g["n"].max())
         console.print(metric_table(g.drop(columns=["dataset", "model"]),
                                    title=f"{dataset} · {model} ({sizes.get(model, 0):.3g}M) · "
                                    f"n={n} rows per cell, mean ± 95% CI"))
+    print_analyses(study, console)
+
+
+def print_analyses(study: Study, console: Any) -> None:
+    """Seed-stability agreement per explainer and LING-LR accuracies, when the study has them."""
+    from rich.table import Table
+
+    from ..metrics.stability import agreement_table
+
+    def cell(r: Any, name: str) -> str:
+        m = getattr(r, f"{name}_mean")
+        if m != m:  # NaN: nothing to compare
+            return "-"
+        return f"{m:.2f} [{getattr(r, f'{name}_q25'):.2f}, {getattr(r, f'{name}_q75'):.2f}]"
+
+    pairs = study.analysis("seed_stability", "pairs")
+    for (dataset, model), g in (pairs.groupby(["dataset", "model"]) if len(pairs) else []):
+        for measure in ("spearman", "jaccard"):
+            t = Table(title=f"seed stability · {dataset} · {model} · {measure}: "
+                            "mean [quartiles] over example x pair")
+            for col in ("explainer", "between seeds", "within model (sampling)",
+                        "seeds agree on label", "seeds disagree"):
+                t.add_column(col)
+            for r in agreement_table(g, measure).itertuples():
+                t.add_row(r.explainer, cell(r, "between"), cell(r, "within"),
+                          cell(r, "unanimous"), cell(r, "split"))
+            console.print(t)
+    acc = study.analysis("ling_lr", "accuracy")
+    for (dataset, model), g in (acc.groupby(["dataset", "model"]) if len(acc) else []):
+        t = Table(title=f"LING-LR vs the transformer · {dataset} · {model}: accuracy")
+        for col in ("classifier", "seed", "accuracy", "features"):
+            t.add_column(col)
+        for r in g.itertuples():
+            t.add_row(r.classifier, "-" if r.seed < 0 else str(int(r.seed)),
+                      f"{r.accuracy:.3f}", "-" if r.n_features != r.n_features
+                      else str(int(r.n_features)))
+        console.print(t)
 
 
 def export(study: Study, fmt: str, path: str) -> str:
