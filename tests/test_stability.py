@@ -236,3 +236,17 @@ def test_cli_results_prints_the_analyses(seeds_study, capsys):
     assert "LING-LR vs the transformer" in text and "ling_lr_e_single_seed" in text
     assert main(["list", "analyses"]) == 0
     assert capsys.readouterr().out.split() == ["ling_lr", "seed_stability"]
+
+
+def test_report_shows_agreement_and_uncertainty(seeds_study, tmp_path):
+    from faithscope.report import write_report
+
+    _, out = seeds_study
+    path = write_report(out, tmp_path / "r.html", figures_dir=tmp_path / "figs")
+    text = path.read_text()
+    assert '<section id="seeds">' in text and 'href="#seeds"' in text
+    assert "within model (sampling seeds)" in text and "LING-LR · sst2_planted · tiny" in text
+    assert 'id="fig-seeds-sst2-planted-tiny"' in text
+    assert 'id="fig-uncertainty-sst2-planted-tiny"' in text
+    assert (tmp_path / "figs" / "uncertainty-sst2-planted-tiny.png").stat().st_size > 5000
+    assert write_report(out, tmp_path / "r2.html").read_text() == text  # deterministic

@@ -24,6 +24,7 @@ from .browser import agreement_matrix, browser_payload
 from .data import ReportData, collect
 from .figures import Figure, build_figures, export_figures
 from .html import esc, render, script_json
+from .seeds import seed_figures
 
 
 def build_report(study: Any, *, n_boot: int = 1000) -> tuple[str, list[Figure]]:
@@ -33,7 +34,7 @@ def build_report(study: Any, *, n_boot: int = 1000) -> tuple[str, list[Figure]]:
     if not isinstance(study, Study):
         study = open_study(study)
     data = collect(study, n_boot=n_boot)
-    figures = build_figures(data)
+    figures = build_figures(data) + seed_figures(data)
     return render(data, figures, browser_payload(data)), figures
 
 

@@ -63,6 +63,9 @@ class ReportData:
     runtime: pd.DataFrame  # explainer, model: s_per_explanation, peak_rss_mb, cuda_peak_mb
     explanations: dict[tuple[str, str, int], list[Explanation]]  # (dataset, model, seed)
     analysis_families: list[str] = field(default_factory=list)
+    stability_pairs: pd.DataFrame = field(default_factory=pd.DataFrame)  # seed_stability
+    stability_units: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ling_accuracy: pd.DataFrame = field(default_factory=pd.DataFrame)  # ling_lr
 
     def dataset(self, name: str) -> DatasetInfo:
         return next(d for d in self.datasets if d.name == name)
@@ -235,7 +238,10 @@ def collect(study: Study, *, n_boot: int = 1000) -> ReportData:
         explainers=explainer_order(names, spec_explainers), explainer_params=params,
         datasets=datasets, metric_info=info, sizes=sizes, summary=summary, by_arch=by_arch,
         by_label=by_label, runtime=runtime_table(study.units()), explanations=explanations,
-        analysis_families=families)
+        analysis_families=families,
+        stability_pairs=study.analysis("seed_stability", "pairs"),
+        stability_units=study.analysis("seed_stability", "units"),
+        ling_accuracy=study.analysis("ling_lr", "accuracy"))
 
 
 __all__ = ["DatasetInfo", "ReportData", "collect", "explainer_order", "load_datasets",

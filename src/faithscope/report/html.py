@@ -298,6 +298,9 @@ def render(data: ReportData, figures: Sequence[Figure], payload: dict[str, Any])
     curves = any(f.section == "curves" for f in figures)
     if curves:
         nav.append(("curves", "Sanity & stability"))
+    seeds = not data.stability_pairs.empty or not data.ling_accuracy.empty
+    if seeds:
+        nav.append(("seeds", "Seed stability"))
     nav += [("examples", "Examples"), ("provenance", "Provenance")]
     version = (data.manifest.get("versions") or {}).get("faithscope", "")
     body = [
@@ -310,6 +313,10 @@ def render(data: ReportData, figures: Sequence[Figure], payload: dict[str, Any])
         body.append(plots(data, figures, "curves", "Sanity and stability analyses",
                           "Curves of the study's " + ", ".join(data.analysis_families)
                           + " metrics."))
+    if seeds:
+        from .seeds import seeds_section
+
+        body.append(seeds_section(data, figures))
     body += [examples(), provenance(data)]
     links = "".join(f'<a href="#{k}">{esc(v)}</a>' for k, v in nav)
     return (
