@@ -8,8 +8,11 @@ from .data import Example  # noqa: E402
 from .evaluate import evaluate, summarize  # noqa: E402
 from .explanation import Explanation, load_explanations, save_explanations  # noqa: E402
 from .models import InputError, ModelAdapter, load_model  # noqa: E402
+from .metrics.stability import seed_stability  # noqa: E402
+from .models.ling import LingLR  # noqa: E402
 from .registry import Registry  # noqa: E402
 
-__all__ = ["Example", "Explanation", "InputError", "ModelAdapter", "Registry", "__version__",
-           "evaluate", "explain", "explainers", "metrics", "summarize", "load_explanations", "load_model", "make_explainer",
-           "prepare", "save_explanations", "targets"]
+__all__ = ["Example", "Explanation", "InputError", "LingLR", "ModelAdapter", "Registry",
+           "__version__", "evaluate", "explain", "explainers", "load_explanations", "load_model",
+           "make_explainer", "metrics", "prepare", "save_explanations", "seed_stability",
+           "summarize", "targets"]
