@@ -191,6 +191,15 @@ def test_example_major_order(bert_adapter):
         assert np.array_equal(e.scores, exps[k * len(names) + 1].scores)
 
 
+def test_a_tuple_of_examples_is_many_inputs_and_a_text_pair_is_one(bert_adapter):
+    from faithscope.data import Example
+
+    examples = (Example(id="a", text="a good film"), Example(id="b", text="a dull plot"))
+    assert [e.example_id for e in fs.explain(bert_adapter, examples, "gradient")] == ["a", "b"]
+    (pair,) = fs.explain(bert_adapter, ("a good film", "a dull plot"), "gradient")
+    assert pair.pair == "a dull plot"
+
+
 def test_default_target_is_the_prediction(roberta_adapter):
     exps = fs.explain(roberta_adapter, INPUTS, ["leave_one_out"])
     both = fs.explain(roberta_adapter, INPUTS, ["leave_one_out"], target="all")

@@ -128,7 +128,8 @@ def explain(
     Each explainer sees all inputs at once, so perturbations and integration steps of many
     examples share the adapter's batches.
     """
-    if isinstance(inputs, str | tuple | Example):
+    if isinstance(inputs, str | Example) or (  # one input; a (text, pair) tuple is one input
+            isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], str)):
         inputs = [inputs]
     if isinstance(explainers, str | Explainer) or (
         isinstance(explainers, tuple) and len(explainers) == 2
