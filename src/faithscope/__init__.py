@@ -7,8 +7,8 @@ from .api import explain, make_explainer, prepare  # noqa: E402
 from .data import Example  # noqa: E402
 from .evaluate import evaluate, summarize  # noqa: E402
 from .explanation import Explanation, load_explanations, save_explanations  # noqa: E402
-from .models import InputError, ModelAdapter, load_model  # noqa: E402
 from .metrics.stability import seed_stability  # noqa: E402
+from .models import InputError, ModelAdapter, load_model  # noqa: E402
 from .models.ling import LingLR  # noqa: E402
 from .registry import Registry  # noqa: E402
 

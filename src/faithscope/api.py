@@ -130,7 +130,7 @@ def explain(
     """
     if isinstance(inputs, str | Example) or (  # one input; a (text, pair) tuple is one input
             isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], str)):
-        inputs = [inputs]
+        inputs = [inputs]  # type: ignore[list-item]
     if isinstance(explainers, str | Explainer) or (
         isinstance(explainers, tuple) and len(explainers) == 2
         and isinstance(explainers[0], str) and isinstance(explainers[1], Mapping)

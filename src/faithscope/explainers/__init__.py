@@ -5,12 +5,13 @@ from .base import OPERATORS, Explainer, Prepared, score_masks
 from .ensemble import Ensemble, EnsembleAll, EnsembleTop3
 from .gradient import Gradient, GradientXInput, IntegratedGradients
 from .lrp import LRP
+from .mexgen import MExGenCLIME, MExGenLOO, MExGenLSHAP
 from .partition import PartitionShap, cluster_units
 from .perturbation import KernelShap, LeaveOneOut, Lime, RandomExplainer, ShapleySampling
 
 __all__ = [
     "OPERATORS", "Attention", "AttentionRollout", "Ensemble", "EnsembleAll", "EnsembleTop3",
     "Explainer", "Gradient", "GradientXInput", "IntegratedGradients", "KernelShap",
-    "LRP", "LeaveOneOut", "Lime", "PartitionShap", "Prepared", "RandomExplainer", "ShapleySampling",
+    "LRP", "LeaveOneOut", "Lime", "MExGenCLIME", "MExGenLOO", "MExGenLSHAP", "PartitionShap", "Prepared", "RandomExplainer", "ShapleySampling",
     "cluster_units", "rollout", "score_masks",
 ]

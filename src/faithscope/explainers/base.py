@@ -115,8 +115,12 @@ def score_masks(
     """Score unit masks (True = present) of many examples in one virtual batch.
 
     Returns, per example, ``target_fn`` values (float64, rows x targets). Identical masks of an
-    example are run once.
+    example are run once. An ``adapter`` with its own ``score_unit_masks`` (a generative model
+    with a scalarizer, :class:`~faithscope.generation.explain.ScalarizedLM`) scores them itself.
     """
+    own = getattr(adapter, "score_unit_masks", None)
+    if own is not None:
+        return own(items, masks)
     if operator not in OPERATORS:
         raise InputError(f"mask operator must be one of {OPERATORS}, got {operator!r}")
     replacement = adapter.token_id(operator) if operator != "delete" else -1

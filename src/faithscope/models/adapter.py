@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ import torch
 
 from ..errors import InputError
 from ..targets import TargetFn
+from .batching import AdapterStats, Chunked
 
 IdBlock = np.ndarray  # int64 (rows x length): rows that share one length
 
@@ -52,24 +53,8 @@ class Encoded:
         return int(self.ids.shape[0])
 
 
-def _is_oom(err: BaseException) -> bool:
-    if isinstance(err, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
-
-
-@dataclass
-class AdapterStats:
-    """Counters the benchmarks read: rows run forward, rows run forward+backward, chunks."""
-
-    forward_rows: int = 0
-    backward_rows: int = 0
-    chunks: int = 0
-    oom_retries: int = 0
-
-
 @dataclass(eq=False)
-class ModelAdapter:
+class ModelAdapter(Chunked):
     model: Any
     tokenizer: Any
     model_id: str = "unknown"
@@ -173,28 +158,6 @@ class ModelAdapter:
         )
 
     # --------------------------------------------------------------- batching
-    def _plan(self, lengths: np.ndarray) -> np.ndarray:
-        return np.argsort(lengths, kind="stable")
-
-    def _chunks(self, order: np.ndarray, run: Callable[[np.ndarray], None]) -> None:
-        """Run ``run(rows)`` over chunks of ``order``; halve the chunk on CUDA OOM and retry."""
-        i = 0
-        while i < len(order):
-            size = self._batch
-            rows = order[i : i + size]
-            try:
-                run(rows)
-            except Exception as err:
-                if not _is_oom(err) or size == 1:
-                    raise
-                self._batch = max(1, size // 2)
-                self.stats.oom_retries += 1
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                continue
-            self.stats.chunks += 1
-            i += len(rows)
-
     def _inputs(
         self, ids: list[np.ndarray], types: list[np.ndarray] | None
     ) -> dict[str, torch.Tensor]:

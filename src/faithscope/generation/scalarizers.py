@@ -1,0 +1,211 @@
+"""Scalarizers: the attributed quantity of a generated text (the generation "targets").
+
+A scalarizer turns the model's behaviour on a (perturbed) prompt into numbers comparable with the
+reference output generated from the original prompt, one row per prompt and one column per
+target (the whole output, or each output token). They are selected by name wherever a classifier
+takes a target (``target_fn=``), from their own registry (``faithscope list targets``):
+
+* ``log_prob``: log-probability of the reference output given the prompt, by teacher forcing
+  (one forward per prompt; ``per_token=True`` gives one column per output token; ``mean``
+  averages over tokens);
+* ``summary_prob``: the same under a separate local *scorer* LM (e.g. a summariser scoring the
+  black-box model's summary; Monteiro Paes et al. 2025);
+* text-only, for any model including one behind an HTTP endpoint: the prompt is re-generated
+  and compared with the reference text by ``cosine`` (sentence-embedding cosine with a local
+  encoder), ``bertscore`` (F1 of greedy cosine matching of contextual token embeddings; Zhang et
+  al. 2020, without idf weighting or baseline rescaling) or ``nli`` (probability, or logit, that
+  the reference entails the new output under a local NLI classifier).
+
+Reference: Monteiro Paes, Wei et al. 2025, "Multi-Level Explanations for Generative Language
+Models" (ACL).
+
+Example
+-------
+>>> from faithscope.generation.scalarizers import bertscore_f1
+>>> import numpy as np
+>>> a = np.eye(3)
+>>> float(bertscore_f1(a, a)), float(bertscore_f1(a, a[:2]))
+(1.0, 0.8)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import InputError
+from ..models.generative import Generation
+from ..registry import scalarizers
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scalarizer:
+    name: ClassVar[str] = ""
+    text_only: ClassVar[bool] = False  # works with models that only return text
+
+    def n_targets(self, reference: Generation) -> int:
+        return 1
+
+    def target_labels(self, reference: Generation) -> tuple[str, ...]:
+        return (self.name,)
+
+    def __call__(self, lm: Any, prompts: Sequence[str], references: Sequence[Generation]
+                 ) -> list[np.ndarray]:
+        """One vector of target values (float64) per prompt; ``references[i]`` is the output
+        of the unperturbed prompt that row ``i`` perturbs. All rows form one virtual batch."""
+        raise NotImplementedError
+
+
+@scalarizers.register("log_prob")
+@dataclass(frozen=True, kw_only=True)
+class LogProb(Scalarizer):
+    """Log-probability of the reference output by teacher forcing (sum, or ``mean`` per token);
+    ``per_token`` gives one target per output token."""
+
+    name = "log_prob"
+    per_token: bool = False
+    mean: bool = False
+
+    def n_targets(self, reference: Generation) -> int:
+        return max(1, len(reference.ids)) if self.per_token else 1
+
+    def target_labels(self, reference: Generation) -> tuple[str, ...]:
+        if not self.per_token:
+            return ("log_prob",)
+        return tuple(f"token {i}" for i in range(self.n_targets(reference)))
+
+    def scorer(self, lm: Any) -> Any:
+        if not hasattr(lm, "output_logprobs"):
+            raise InputError(f"{self.name} needs a local model that returns log-probabilities; "
+                             "use a text-only scalarizer (cosine, bertscore, nli) instead")
+        return lm
+
+    def __call__(self, lm: Any, prompts: Sequence[str], references: Sequence[Generation]
+                 ) -> list[np.ndarray]:
+        scorer = self.scorer(lm)
+        ids = {r.text: r.ids if scorer is lm else scorer.output_ids(r.text) for r in references}
+        lps = scorer.output_logprobs(list(prompts), [ids[r.text] for r in references])
+        if self.per_token:
+            return [lp if len(lp) else np.zeros(1) for lp in lps]
+        return [np.array([lp.mean() if self.mean and len(lp) else lp.sum()]) for lp in lps]
+
+
+@scalarizers.register("summary_prob")
+@dataclass(frozen=True, kw_only=True)
+class SummaryProb(LogProb):
+    """:class:`LogProb` of the reference output under a separate local scorer LM."""
+
+    name = "summary_prob"
+    text_only = True
+    scorer_model: Any = None  # a GenerativeAdapter
+
+    def scorer(self, lm: Any) -> Any:
+        if self.scorer_model is None:
+            raise InputError("summary_prob needs scorer_model= (a local GenerativeAdapter)")
+        return self.scorer_model
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextScalarizer(Scalarizer):
+    """Re-generate each prompt's output and compare it with the reference text."""
+
+    text_only = True
+
+    def compare(self, references: list[str], texts: list[str]) -> np.ndarray:
+        """Similarity of ``texts[i]`` to ``references[i]`` (one virtual batch)."""
+        raise NotImplementedError
+
+    def __call__(self, lm: Any, prompts: Sequence[str], references: Sequence[Generation]
+                 ) -> list[np.ndarray]:
+        texts = [g.text for g in lm.generate(list(prompts))]
+        values = self.compare([r.text for r in references], texts)
+        return [np.array([v], dtype=np.float64) for v in values]
+
+
+def _encoder(obj: Any) -> Any:
+    if obj is None:
+        raise InputError("this scalarizer needs encoder= (a TextEncoder or a model path)")
+    if isinstance(obj, str):
+        from ..models.encoders import TextEncoder
+
+        return TextEncoder.load(obj)
+    return obj
+
+
+@scalarizers.register("cosine")
+@dataclass(frozen=True, kw_only=True)
+class Cosine(TextScalarizer):
+    """Cosine similarity of sentence embeddings (mean-pooled local encoder)."""
+
+    name = "cosine"
+    encoder: Any = None
+
+    def compare(self, references: list[str], texts: list[str]) -> np.ndarray:
+        refs = sorted(set(references))
+        e = _encoder(self.encoder).embed([*refs, *texts])
+        ref = {r: e[i] for i, r in enumerate(refs)}
+        return np.array([e[len(refs) + i] @ ref[r] for i, r in enumerate(references)])
+
+
+def bertscore_f1(ref: np.ndarray, cand: np.ndarray) -> float:
+    """BERTScore F1 of two sets of L2-normalised token embeddings (greedy matching)."""
+    if len(ref) == 0 or len(cand) == 0:
+        return 0.0
+    sim = ref @ cand.T
+    recall = sim.max(1).mean()
+    precision = sim.max(0).mean()
+    return float(2 * precision * recall / (precision + recall)) if precision + recall > 0 else 0.0
+
+
+@scalarizers.register("bertscore")
+@dataclass(frozen=True, kw_only=True)
+class BertScore(TextScalarizer):
+    """BERTScore F1 between the reference and each new output (local encoder)."""
+
+    name = "bertscore"
+    encoder: Any = None
+
+    def compare(self, references: list[str], texts: list[str]) -> np.ndarray:
+        refs = sorted(set(references))
+        toks = _encoder(self.encoder).token_embeddings([*refs, *texts])
+        ref = {r: toks[i] for i, r in enumerate(refs)}
+        return np.array([bertscore_f1(ref[r], toks[len(refs) + i])
+                         for i, r in enumerate(references)])
+
+
+@scalarizers.register("nli")
+@dataclass(frozen=True, kw_only=True)
+class NLI(TextScalarizer):
+    """Entailment of the new output by the reference under a local NLI classifier
+    (a :class:`~faithscope.models.ModelAdapter` whose labels include ``entailment``)."""
+
+    name = "nli"
+    classifier: Any = None
+    logit: bool = False
+
+    def compare(self, references: list[str], texts: list[str]) -> np.ndarray:
+        clf = self.classifier
+        if clf is None:
+            raise InputError("nli needs classifier= (an NLI ModelAdapter)")
+        names = [str(label).lower() for label in clf.labels]
+        hit = [i for i, n in enumerate(names) if n.startswith("entail")]
+        if not hit:
+            raise InputError(f"nli: no entailment label among {clf.labels}")
+        encs = [clf.encode(r if r.strip() else ".", t if t.strip() else ".")
+                for r, t in zip(references, texts, strict=True)]
+        if self.logit:
+            lg = clf.logits([e.ids[None] for e in encs],
+                            None if encs[0].type_ids is None else
+                            [e.type_ids[None] for e in encs])
+            return np.concatenate(lg)[:, hit[0]].astype(np.float64)
+        return clf.predict_proba(encs)[:, hit[0]].astype(np.float64)
+
+
+def get_scalarizer(spec: Any) -> Scalarizer:
+    """A scalarizer from a name, a ``(name, params)`` pair or an instance."""
+    if isinstance(spec, Scalarizer):
+        return spec
+    return scalarizers.build(spec)

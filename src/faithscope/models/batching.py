@@ -1,0 +1,71 @@
+"""The one batching kernel every adapter shares: length-sorted chunks with OOM back-off.
+
+Callers hand a virtual batch (row indices in the order to run, usually sorted by length) and a
+function that runs one chunk of rows; :meth:`Chunked._chunks` runs chunks of at most the current
+batch size and, on a CUDA out-of-memory error, halves the batch size and retries the same chunk
+without losing finished ones. The reduced size is kept for later calls.
+
+Example
+-------
+>>> import numpy as np
+>>> class Runner(Chunked):
+...     def __init__(self):
+...         self._batch, self.stats, self.seen = 2, AdapterStats(), []
+>>> r = Runner()
+>>> r._chunks(r._plan(np.array([3, 1, 2])), lambda rows: r.seen.append(rows.tolist()))
+>>> r.seen, r.stats.chunks
+([[1, 2], [0]], 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def _is_oom(err: BaseException) -> bool:
+    if isinstance(err, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+@dataclass
+class AdapterStats:
+    """Counters the benchmarks read: rows run forward, rows run forward+backward, chunks."""
+
+    forward_rows: int = 0
+    backward_rows: int = 0
+    chunks: int = 0
+    oom_retries: int = 0
+
+
+class Chunked:
+    """Mixin: ``self._batch`` (current chunk size) and ``self.stats`` must exist."""
+
+    _batch: int
+    stats: AdapterStats
+
+    def _plan(self, lengths: np.ndarray) -> np.ndarray:
+        return np.argsort(lengths, kind="stable")
+
+    def _chunks(self, order: np.ndarray, run: Callable[[np.ndarray], None]) -> None:
+        """Run ``run(rows)`` over chunks of ``order``; halve the chunk on CUDA OOM and retry."""
+        i = 0
+        while i < len(order):
+            size = self._batch
+            rows = order[i : i + size]
+            try:
+                run(rows)
+            except Exception as err:
+                if not _is_oom(err) or size == 1:
+                    raise
+                self._batch = max(1, size // 2)
+                self.stats.oom_retries += 1
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            self.stats.chunks += 1
+            i += len(rows)

@@ -1,0 +1,234 @@
+"""GenerativeAdapter: causal and sequence-to-sequence LMs behind the same batching point.
+
+Two kernels, each taking a virtual batch of any size (rows sorted by length, padded per chunk,
+chunks halved on CUDA out-of-memory like :class:`~faithscope.models.adapter.ModelAdapter`):
+
+* :meth:`GenerativeAdapter.generate`: fixed decoding (greedy by default, or beam search; no
+  sampling), so the same prompt always gives the same output;
+* :meth:`GenerativeAdapter.output_logprobs`: teacher forcing: the log-probability of every token
+  of a fixed output given each (perturbed) prompt, one forward per row.
+
+Prompts go through the tokenizer's chat template when it has one (``chat=None``, the default) or
+when ``chat=True``; ``system`` adds a system message. :meth:`output_gradients` gives gradients of
+the output's log-probability (whole output or per output token) w.r.t. the prompt's word
+embeddings, for the gradient explainers.
+
+Example
+-------
+>>> from faithscope.models.generative import load_generative
+>>> lm = load_generative("tests/assets/stories260K", max_new_tokens=8)  # doctest: +SKIP
+>>> (g,) = lm.generate(["Once upon a time"])  # doctest: +SKIP
+>>> lm.output_logprobs(["Once upon a time"], [g.ids])[0].shape == g.ids.shape  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .batching import AdapterStats, Chunked
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A prompt's generated output: text and token ids (special tokens removed)."""
+
+    prompt: str
+    text: str
+    ids: np.ndarray
+
+
+@dataclass(eq=False)
+class GenerativeAdapter(Chunked):
+    model: Any
+    tokenizer: Any
+    model_id: str = "unknown"
+    revision: str | None = None
+    max_batch_size: int = 32
+    max_new_tokens: int = 32
+    num_beams: int = 1
+    chat: bool | None = None  # None: use the chat template when the tokenizer has one
+    system: str | None = None
+    stats: AdapterStats = field(default_factory=AdapterStats)
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.max_new_tokens < 1 or self.num_beams < 1:
+            raise InputError("max_batch_size, max_new_tokens and num_beams must be >= 1")
+        self.model.eval()
+        self._batch = self.max_batch_size
+        tok = self.tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token_id = tok.eos_token_id if tok.eos_token_id is not None else 0
+        if self.chat and not getattr(tok, "chat_template", None):
+            raise InputError(f"{self.model_id}: the tokenizer has no chat template")
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def encoder_decoder(self) -> bool:
+        return bool(getattr(self.model.config, "is_encoder_decoder", False))
+
+    @property
+    def uses_chat(self) -> bool:
+        has = bool(getattr(self.tokenizer, "chat_template", None))
+        return has if self.chat is None else bool(self.chat)
+
+    def prompt_ids(self, prompt: str) -> np.ndarray:
+        """Token ids the model reads for ``prompt`` (chat template applied when in use)."""
+        tok = self.tokenizer
+        if self.uses_chat and not self.encoder_decoder:
+            msgs = ([{"role": "system", "content": self.system}] if self.system else []) + [
+                {"role": "user", "content": prompt}]
+            ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+        else:
+            ids = tok(prompt, add_special_tokens=True)["input_ids"]
+        return np.asarray(ids, dtype=np.int64).reshape(-1)
+
+    def output_ids(self, text: str) -> np.ndarray:
+        """Token ids of a given output text (no special tokens): for scoring a fixed output."""
+        return np.asarray(self.tokenizer(text, add_special_tokens=False)["input_ids"],
+                          dtype=np.int64)
+
+    # -------------------------------------------------------------- padding
+    def _pad(self, rows: list[np.ndarray], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        ids = np.full((len(rows), width), int(self.tokenizer.pad_token_id), dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, r in enumerate(rows):
+            sl = slice(width - len(r), width) if left else slice(0, len(r))
+            ids[i, sl] = r
+            mask[i, sl] = 1
+        return torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+
+    # -------------------------------------------------------------- kernels
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int | None = None
+                 ) -> list[Generation]:
+        """Outputs of every prompt with fixed decoding (greedy, or beam search), batched."""
+        ids = [self.prompt_ids(p) for p in prompts]
+        out: list[Generation | None] = [None] * len(prompts)
+        special = set(self.tokenizer.all_special_ids)
+        n_new = max_new_tokens or self.max_new_tokens
+
+        def run(idx: np.ndarray) -> None:
+            x, mask = self._pad([ids[i] for i in idx], left=not self.encoder_decoder)
+            with torch.inference_mode():
+                gen = self.model.generate(
+                    input_ids=x, attention_mask=mask, max_new_tokens=n_new, do_sample=False,
+                    num_beams=self.num_beams, pad_token_id=self.tokenizer.pad_token_id)
+            new = gen if self.encoder_decoder else gen[:, x.shape[1]:]
+            for r, i in enumerate(idx):
+                toks = [int(t) for t in new[r].tolist()]
+                if self.tokenizer.eos_token_id in toks:
+                    toks = toks[: toks.index(self.tokenizer.eos_token_id)]
+                toks = [t for t in toks if t not in special]
+                text = self.tokenizer.decode(toks, skip_special_tokens=True)
+                out[i] = Generation(prompts[i], text, np.asarray(toks, dtype=np.int64))
+            self.stats.forward_rows += len(idx) * n_new
+
+        self._chunks(self._plan(np.array([len(i) for i in ids])), run)
+        return [g for g in out if g is not None]
+
+    def _teacher_inputs(self, ctx: list[np.ndarray], outs: list[np.ndarray]
+                        ) -> tuple[dict[str, torch.Tensor], list[int]]:
+        """Model inputs scoring ``outs`` after ``ctx``; returns inputs and each row's offset of
+        the logits that predict its first output token."""
+        if self.encoder_decoder:
+            x, mask = self._pad(ctx, left=False)
+            start = int(self.model.config.decoder_start_token_id or self.tokenizer.pad_token_id)
+            dec = [np.concatenate([[start], o[:-1]]) if len(o) else np.array([start])
+                   for o in outs]
+            d, dmask = self._pad(dec, left=False)
+            return ({"input_ids": x, "attention_mask": mask, "decoder_input_ids": d,
+                     "decoder_attention_mask": dmask}, [0] * len(ctx))
+        rows = [np.concatenate([c, o]) for c, o in zip(ctx, outs, strict=True)]
+        x, mask = self._pad(rows, left=False)
+        return {"input_ids": x, "attention_mask": mask}, [len(c) - 1 for c in ctx]
+
+    def output_logprobs(self, prompts: Sequence[str], outputs: Sequence[np.ndarray]
+                        ) -> list[np.ndarray]:
+        """Per-token log-probabilities (float64) of ``outputs[i]`` given ``prompts[i]``."""
+        ctx = [self.prompt_ids(p) for p in prompts]
+        outs = [np.asarray(o, dtype=np.int64) for o in outputs]
+        res: list[np.ndarray] = [np.zeros(0)] * len(prompts)
+
+        def run(idx: np.ndarray) -> None:
+            inputs, offs = self._teacher_inputs([ctx[i] for i in idx], [outs[i] for i in idx])
+            with torch.inference_mode():
+                logits = self.model(**inputs).logits.float()
+            logp = torch.log_softmax(logits, dim=-1)
+            for r, i in enumerate(idx):
+                o = torch.from_numpy(outs[i]).to(self.device)
+                pos = torch.arange(len(o), device=self.device) + offs[r]
+                res[i] = logp[r, pos, o].double().cpu().numpy()
+            self.stats.forward_rows += len(idx)
+
+        lengths = np.array([len(c) + len(o) for c, o in zip(ctx, outs, strict=True)])
+        self._chunks(self._plan(lengths), run)
+        return res
+
+    def output_gradients(self, prompts: Sequence[str], outputs: Sequence[np.ndarray], *,
+                         per_token: bool = False
+                         ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Gradients of the output log-probability w.r.t. each prompt's word embeddings.
+
+        Returns per prompt ``(targets x prompt length x hidden)`` gradients (one target for the
+        whole output, or one per output token with ``per_token``) and the prompt embeddings.
+        """
+        ctx = [self.prompt_ids(p) for p in prompts]
+        outs = [np.asarray(o, dtype=np.int64) for o in outputs]
+        n_t = [len(o) if per_token else 1 for o in outs]
+        rows = [(i, t) for i in range(len(prompts)) for t in range(n_t[i])]
+        emb = self.model.get_input_embeddings()
+        grads = [np.zeros((n_t[i], len(ctx[i]), emb.weight.shape[1])) for i in range(len(ctx))]
+
+        def run(idx: np.ndarray) -> None:
+            chosen = [rows[j] for j in idx]
+            inputs, offs = self._teacher_inputs([ctx[i] for i, _ in chosen],
+                                                [outs[i] for i, _ in chosen])
+            z = emb(inputs["input_ids"]).detach().requires_grad_(True)
+            kw = {k: v for k, v in inputs.items() if k != "input_ids"}
+            with torch.enable_grad():
+                logits = self.model(inputs_embeds=z, **kw).logits.float()
+                logp = torch.log_softmax(logits, dim=-1)
+                total = logits.new_zeros(())
+                for r, (i, t) in enumerate(chosen):
+                    o = torch.from_numpy(outs[i]).to(self.device)
+                    pos = torch.arange(len(o), device=self.device) + offs[r]
+                    lp = logp[r, pos, o]
+                    total = total + (lp.sum() if not per_token else lp[t])
+                (g,) = torch.autograd.grad(total, z)
+            for r, (i, t) in enumerate(chosen):
+                grads[i][t] = g[r, : len(ctx[i])].double().cpu().numpy()
+            self.stats.backward_rows += len(idx)
+
+        lengths = np.array([len(ctx[i]) + len(outs[i]) for i, _ in rows])
+        self._chunks(self._plan(lengths), run)
+        w = emb.weight.detach().float().cpu().numpy()
+        return grads, [w[c] for c in ctx]
+
+
+def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = "float32",
+                    revision: str | None = None, **kw: Any) -> GenerativeAdapter:
+    """Load a causal or seq2seq LM (local path or hub id) into a :class:`GenerativeAdapter`."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    cfg = AutoConfig.from_pretrained(path_or_id, revision=revision)
+    cls: Any = AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False) else \
+        AutoModelForCausalLM
+    model = cls.from_pretrained(path_or_id, revision=revision, dtype=getattr(torch, dtype),
+                                attn_implementation="eager")
+    if device:
+        model.to(device)
+    tok = AutoTokenizer.from_pretrained(path_or_id, revision=revision)
+    return GenerativeAdapter(model, tok, model_id=str(path_or_id), revision=revision, **kw)
