@@ -858,6 +858,7 @@ def test_metric_declarations():
     directions = {"comprehensiveness": True, "sufficiency": False,
                   "aopc_comprehensiveness": True, "aopc_sufficiency": False,
                   "flip_rate": True, "deletion_curve": False, "insertion_curve": True,
+                  "perturbation_curve": True,
                   "gt_overlap": True, "mean_rank": False, "token_f1": True, "iou_f1": True,
                   "auprc": True}
     plain = [n for n in METRICS.names() if "explainer" not in get_metric(n).needs]

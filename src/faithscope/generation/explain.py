@@ -187,7 +187,8 @@ def explain_generation(
             explainer=exp.name, params=exp.params(), granularity="+".join(levels),
             target_fn=scal.name, model_id=getattr(lm, "model_id", "unknown"),
             model_revision=getattr(lm, "revision", None), seed=seed, runtime_s=per,
-            info={**info, "output": it.reference.text, "levels": list(it.levels),
+            info={**info, "output": it.reference.text,
+                  "output_ids": [int(t) for t in it.reference.ids], "levels": list(it.levels),
                   "queries": model.queries.get(it.example_id, 0),
                   "units_per_round": [r[k] for r in rounds]},
             versions=ver))

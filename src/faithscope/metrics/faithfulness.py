@@ -209,3 +209,22 @@ class InsertionCurve(_Curve):
         x = np.concatenate([[0.0], [n_top(f, item.n_units) / max(item.n_units, 1)
                                     for f in self.fractions()]])
         return x, probs[:, item.target]
+
+
+@metrics.register("perturbation_curve")
+@dataclass(frozen=True, kw_only=True)
+class PerturbationCurve(_Curve):
+    """Drop of the explained quantity as the top units are removed, up to ``max_fraction``
+    (default 50 %); the value is the mean drop over the steps (area under the drop curve, as
+    MExGen's perturbation curves). Higher = the explanation finds what matters sooner. With a
+    generative model the quantity is the scalarizer (e.g. the output's log-probability)."""
+
+    name = "perturbation_curve"  # bounds (-1, 1) hold for probabilities, not log-probabilities
+    max_fraction: float = 0.5
+    reference = "Monteiro Paes et al. 2025 (MExGen); Samek et al. 2017"
+
+    def from_probs(self, item: EvalItem, full: np.ndarray, probs: np.ndarray
+                   ) -> tuple[float, dict[str, Any]]:
+        x, y = self.curve(item, full, probs)
+        drop = y[0] - y[1:]
+        return float(drop.mean()), {"x": x.tolist(), "y": y.tolist()}

@@ -65,7 +65,7 @@ class HTTPAdapter:
             req = urllib.request.Request(url, data=data, headers=headers, method="POST")
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                    return json.loads(resp.read())  # type: ignore[no-any-return]
+                    return json.loads(resp.read())
             except urllib.error.HTTPError as err:
                 detail = err.read().decode(errors="replace")[:300]
                 if err.code < 500 or attempt == self.retries:

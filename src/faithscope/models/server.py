@@ -77,7 +77,8 @@ class _Handler(BaseHTTPRequestHandler):
                     gens = lm.generate(prompts, max_new_tokens=max_tokens)
                 finally:
                     lm.chat = chat
-            choices = [{"index": i, "text": g.text, "finish_reason": "stop", "logprobs": None}
+            choices: list[dict[str, Any]] = [
+                {"index": i, "text": g.text, "finish_reason": "stop", "logprobs": None}
                        for i, g in enumerate(gens)]
             self._send(200, self._envelope("text_completion", choices, gens))
         elif route == "/v1/chat/completions":
@@ -119,7 +120,7 @@ class RunningServer:
     @property
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://{host!s}:{int(port)}/v1"
 
     def close(self) -> None:
         self.httpd.shutdown()
