@@ -158,9 +158,14 @@ class GenerativeAdapter(Chunked):
     def output_logprobs(self, prompts: Sequence[str], outputs: Sequence[np.ndarray]
                         ) -> list[np.ndarray]:
         """Per-token log-probabilities (float64) of ``outputs[i]`` given ``prompts[i]``."""
-        ctx = [self.prompt_ids(p) for p in prompts]
+        return self.logprobs_of_ids([self.prompt_ids(p) for p in prompts], outputs)
+
+    def logprobs_of_ids(self, ctx: Sequence[np.ndarray], outputs: Sequence[np.ndarray]
+                        ) -> list[np.ndarray]:
+        """:meth:`output_logprobs` for prompts given as token ids."""
+        ctx = [np.asarray(c, dtype=np.int64) for c in ctx]
         outs = [np.asarray(o, dtype=np.int64) for o in outputs]
-        res: list[np.ndarray] = [np.zeros(0)] * len(prompts)
+        res: list[np.ndarray] = [np.zeros(0)] * len(ctx)
 
         def run(idx: np.ndarray) -> None:
             inputs, offs = self._teacher_inputs([ctx[i] for i in idx], [outs[i] for i in idx])

@@ -1,0 +1,139 @@
+"""PromptClassifier: a causal LM used as a classifier by prompting, behind the ModelAdapter API.
+
+The input text (and pair) is placed in a prompt ``template`` (``{text}``, ``{pair}``); the logit
+of each label is the log-probability of its verbalizer(s) after the prompt (several verbalizers
+per label are pooled by log-sum-exp), by teacher forcing. Because it *is* a
+:class:`~faithscope.models.adapter.ModelAdapter` (units come from the text's own tokens, masks
+remove or replace them before the template is applied), every perturbation explainer and every
+removal metric runs on it unchanged, and so does the ``self_explanation`` explainer, which asks
+the same model which words its answer rests on (:meth:`PromptClassifier.generate`).
+
+:func:`finetune_prompted` trains LoRA adapters (peft) so that the LM answers with the gold
+label's verbalizer, giving the "after fine-tuning" model to compare with the prompted one.
+
+Example
+-------
+>>> from faithscope.models.generative import load_generative
+>>> lm = load_generative("tests/assets/stories260K")  # doctest: +SKIP
+>>> clf = PromptClassifier.from_lm(lm, template="Story: {text}\\nThe story is",
+...                                verbalizers={"happy": [" happy"], "sad": [" sad"]})
+...                                # doctest: +SKIP
+>>> clf.predict_proba([clf.encode("Tom was very glad.")]).shape  # doctest: +SKIP
+(1, 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from .adapter import Encoded, ModelAdapter
+from .generative import Generation, GenerativeAdapter
+
+
+@dataclass(eq=False)
+class PromptClassifier(ModelAdapter):
+    template: str = "{text}"
+    verbalizers: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    chat: bool | None = None
+    max_new_tokens: int = 48
+
+    def __post_init__(self) -> None:
+        if not self.verbalizers:
+            raise InputError("PromptClassifier needs verbalizers: {label: [words, ...]}")
+        if "{text}" not in self.template:
+            raise InputError("the prompt template needs a {text} placeholder")
+        self.labels = tuple(self.verbalizers)
+        super().__post_init__()
+        self.lm = GenerativeAdapter(self.model, self.tokenizer, model_id=self.model_id,
+                                    revision=self.revision, max_batch_size=self.max_batch_size,
+                                    max_new_tokens=self.max_new_tokens, chat=self.chat)
+        self._verb_ids = [[self.lm.output_ids(v) for v in self.verbalizers[lab]]
+                          for lab in self.labels]
+        if any(len(v) == 0 for vs in self._verb_ids for v in vs):
+            raise InputError("a verbalizer tokenizes to nothing")
+        self._sep = -1
+
+    @classmethod
+    def from_lm(cls, lm: GenerativeAdapter, **kw: Any) -> PromptClassifier:
+        return cls(lm.model, lm.tokenizer, model_id=lm.model_id, revision=lm.revision,
+                   max_batch_size=lm.max_batch_size, chat=lm.chat, **kw)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.verbalizers) if self.verbalizers else 2
+
+    @property
+    def pooling(self) -> str:
+        return "last"
+
+    # ------------------------------------------------------------ tokenize
+    def encode(self, text: str, pair: str | None = None, *, strict: bool = False) -> Encoded:
+        """The text's own tokens (no special tokens), offsets relative to text / pair."""
+        for name, value in (("text", text), ("pair", pair)):
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InputError(f"{name} is empty or whitespace-only")
+        if pair is not None and "{pair}" not in self.template:
+            raise InputError("this prompt template has no {pair} placeholder")
+        tok = self.tokenizer
+        ids: list[int] = []
+        offs: list[tuple[int, int]] = []
+        seq: list[int | None] = []
+        for part, seg in enumerate([text] if pair is None else [text, pair]):
+            if part:
+                ids.append(self._sep)
+                offs.append((0, 0))
+                seq.append(None)
+            enc = tok(seg, add_special_tokens=False, return_offsets_mapping=True)
+            ids += list(enc["input_ids"])
+            offs += [tuple(o) for o in enc["offset_mapping"]]
+            seq += [part] * len(enc["input_ids"])
+        return Encoded(text=text, pair=pair, ids=np.asarray(ids, dtype=np.int64), type_ids=None,
+                       offsets=tuple((int(a), int(b)) for a, b in offs),
+                       sequence_ids=tuple(seq), truncated=False)
+
+    def _prompt_ids(self, row: np.ndarray) -> np.ndarray:
+        """Template around the (perturbed) text tokens of one row."""
+        row = [int(t) for t in row]
+        parts = [row]
+        if self._sep in row:
+            k = row.index(self._sep)
+            parts = [row[:k], row[k + 1 :]]
+        texts = [self.tokenizer.decode(p, skip_special_tokens=False) for p in parts]
+        filled = self.template.replace("{text}", texts[0]).replace(
+            "{pair}", texts[1] if len(texts) > 1 else "")
+        return self.lm.prompt_ids(filled)
+
+    # --------------------------------------------------------------- scores
+    def logits(self, blocks: Sequence[np.ndarray],
+               type_blocks: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Label log-probabilities (rows x labels) for every row of every block."""
+        rows = [r for b in blocks for r in np.asarray(b).reshape(len(b), -1)]
+        prompts = [self._prompt_ids(r) for r in rows]
+        pairs = [(i, k, v) for i in range(len(rows)) for k, vs in enumerate(self._verb_ids)
+                 for v in vs]
+        lp = self._score([prompts[i] for i, _, _ in pairs], [v for _, _, v in pairs])
+        out = np.full((len(rows), self.num_labels), -np.inf)
+        for (i, k, _), val in zip(pairs, lp, strict=True):
+            out[i, k] = np.logaddexp(out[i, k], val)
+        res, start = [], 0
+        for b in blocks:
+            n = len(b)
+            res.append(out[start : start + n].astype(np.float32))
+            start += n
+        return res
+
+    def _score(self, prompts: list[np.ndarray], outs: list[np.ndarray]) -> np.ndarray:
+        return np.array([lp.sum() for lp in self.lm.logprobs_of_ids(prompts, outs)])
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int | None = None
+                 ) -> list[Generation]:
+        return self.lm.generate(prompts, max_new_tokens=max_new_tokens)
+
+    def embedding_gradients(self, *args: Any, **kw: Any) -> Any:
+        raise InputError("gradient explainers are not available on a prompted classifier; use "
+                         "perturbation explainers or a classification head (LoRA fine-tuning)")
