@@ -98,11 +98,11 @@ class PromptClassifier(ModelAdapter):
 
     def _prompt_ids(self, row: np.ndarray) -> np.ndarray:
         """Template around the (perturbed) text tokens of one row."""
-        row = [int(t) for t in row]
-        parts = [row]
-        if self._sep in row:
-            k = row.index(self._sep)
-            parts = [row[:k], row[k + 1 :]]
+        ids = [int(t) for t in row]
+        parts = [ids]
+        if self._sep in ids:
+            k = ids.index(self._sep)
+            parts = [ids[:k], ids[k + 1 :]]
         texts = [self.tokenizer.decode(p, skip_special_tokens=False) for p in parts]
         filled = self.template.replace("{text}", texts[0]).replace(
             "{pair}", texts[1] if len(texts) > 1 else "")
