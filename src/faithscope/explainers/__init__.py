@@ -8,10 +8,11 @@ from .lrp import LRP
 from .mexgen import MExGenCLIME, MExGenLOO, MExGenLSHAP
 from .partition import PartitionShap, cluster_units
 from .perturbation import KernelShap, LeaveOneOut, Lime, RandomExplainer, ShapleySampling
+from .self_explain import SelfExplanation, parse_word_list
 
 __all__ = [
     "OPERATORS", "Attention", "AttentionRollout", "Ensemble", "EnsembleAll", "EnsembleTop3",
     "Explainer", "Gradient", "GradientXInput", "IntegratedGradients", "KernelShap",
-    "LRP", "LeaveOneOut", "Lime", "MExGenCLIME", "MExGenLOO", "MExGenLSHAP", "PartitionShap", "Prepared", "RandomExplainer", "ShapleySampling",
-    "cluster_units", "rollout", "score_masks",
+    "LRP", "LeaveOneOut", "Lime", "MExGenCLIME", "MExGenLOO", "MExGenLSHAP", "PartitionShap", "Prepared", "RandomExplainer", "SelfExplanation", "ShapleySampling",
+    "cluster_units", "parse_word_list", "rollout", "score_masks",
 ]

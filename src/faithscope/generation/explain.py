@@ -45,7 +45,8 @@ from ..explanation import Explanation
 from ..models.generative import Generation
 from ..segment import LEVELS, remove_spans, segment
 from ..units import Unit
-from .scalarizers import Scalarizer, get_scalarizer
+from .gradients import GRADIENT_EXPLAINERS, gradient_scores
+from .scalarizers import LogProb, Scalarizer, SummaryProb, get_scalarizer
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,14 @@ def explain_generation(
                              tuple(range(scal.n_targets(ref))), seed))
     model = ScalarizedLM(lm, scal, replacement)
     attribute: Any = exp.attribute  # duck-typed: GenItems and a ScalarizedLM "adapter"
+    if exp.uses_model_internals:
+        if exp.name not in GRADIENT_EXPLAINERS or not isinstance(scal, LogProb) or \
+                isinstance(scal, SummaryProb):
+            raise InputError(f"on generated text, model-internal explainers are "
+                             f"{GRADIENT_EXPLAINERS} with the log_prob scalarizer")
+
+        def attribute(_m: Any, its: Sequence[GenItem], _s: Any) -> Any:
+            return gradient_scores(lm, its, exp, per_token=scal.per_token, mean=scal.mean)
     t0 = time.perf_counter()
     rounds: list[list[int]] = [[it.n_units for it in items]]
     scores, infos = attribute(model, items, scal)

@@ -84,16 +84,33 @@ class GenerativeAdapter(Chunked):
 
     def prompt_ids(self, prompt: str) -> np.ndarray:
         """Token ids the model reads for ``prompt`` (chat template applied when in use)."""
+        return self.prompt_encoding(prompt)[0]
+
+    def prompt_encoding(self, prompt: str) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids for ``prompt`` and each token's character span in ``prompt`` ((-1, -1)
+        for template and special tokens). With a chat template the prompt is rendered around
+        a placeholder and the pieces are tokenized separately, so offsets stay exact."""
         tok = self.tokenizer
         if self.uses_chat and not self.encoder_decoder:
+            marker = "\ue000"
             msgs = ([{"role": "system", "content": self.system}] if self.system else []) + [
-                {"role": "user", "content": prompt}]
-            ids = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, dict) or hasattr(ids, "keys"):
-                ids = ids["input_ids"]
+                {"role": "user", "content": marker}]
+            rendered = tok.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+            pre, _, post = str(rendered).partition(marker)
+            parts, special = [(pre, False), (prompt, True), (post, False)], False
         else:
-            ids = tok(prompt, add_special_tokens=True)["input_ids"]
-        return np.asarray(ids, dtype=np.int64).reshape(-1)
+            parts, special = [(prompt, True)], True
+        ids: list[int] = []
+        offs: list[tuple[int, int]] = []
+        specials = set(tok.all_special_ids)
+        for text, own in parts:
+            if not text:
+                continue
+            enc = tok(text, add_special_tokens=special, return_offsets_mapping=True)
+            for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
+                ids.append(int(t))
+                offs.append((int(a), int(b)) if own and int(t) not in specials else (-1, -1))
+        return np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2)
 
     def output_ids(self, text: str) -> np.ndarray:
         """Token ids of a given output text (no special tokens): for scoring a fixed output."""
@@ -183,41 +200,51 @@ class GenerativeAdapter(Chunked):
         return res
 
     def output_gradients(self, prompts: Sequence[str], outputs: Sequence[np.ndarray], *,
-                         per_token: bool = False
+                         per_token: bool = False, alphas: Sequence[float] = (1.0,),
+                         weights: Sequence[float] = (1.0,)
                          ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Gradients of the output log-probability w.r.t. each prompt's word embeddings.
 
         Returns per prompt ``(targets x prompt length x hidden)`` gradients (one target for the
         whole output, or one per output token with ``per_token``) and the prompt embeddings.
+        With ``alphas``/``weights`` the embeddings of the prompt's own tokens (not the template's)
+        are scaled by each alpha (a zero baseline) and the weighted gradients summed: the
+        Integrated Gradients quadrature.
         """
-        ctx = [self.prompt_ids(p) for p in prompts]
+        encs = [self.prompt_encoding(p) for p in prompts]
+        ctx = [c for c, _ in encs]
         outs = [np.asarray(o, dtype=np.int64) for o in outputs]
         n_t = [len(o) if per_token else 1 for o in outs]
-        rows = [(i, t) for i in range(len(prompts)) for t in range(n_t[i])]
+        rows = [(i, t, s) for i in range(len(prompts)) for t in range(n_t[i])
+                for s in range(len(alphas))]
         emb = self.model.get_input_embeddings()
         grads = [np.zeros((n_t[i], len(ctx[i]), emb.weight.shape[1])) for i in range(len(ctx))]
 
         def run(idx: np.ndarray) -> None:
             chosen = [rows[j] for j in idx]
-            inputs, offs = self._teacher_inputs([ctx[i] for i, _ in chosen],
-                                                [outs[i] for i, _ in chosen])
-            z = emb(inputs["input_ids"]).detach().requires_grad_(True)
+            inputs, offs = self._teacher_inputs([ctx[i] for i, _, _ in chosen],
+                                                [outs[i] for i, _, _ in chosen])
+            with torch.no_grad():
+                base = emb(inputs["input_ids"]).float()
+                scale = torch.ones(base.shape[:2], device=self.device)
+                for r, (i, _, s) in enumerate(chosen):
+                    own = torch.from_numpy(encs[i][1][:, 0] >= 0).to(self.device)
+                    scale[r, : len(ctx[i])] = torch.where(own, float(alphas[s]), 1.0)
+            z = (base * scale[..., None]).to(emb.weight.dtype).requires_grad_(True)
             kw = {k: v for k, v in inputs.items() if k != "input_ids"}
             with torch.enable_grad():
-                logits = self.model(inputs_embeds=z, **kw).logits.float()
-                logp = torch.log_softmax(logits, dim=-1)
-                total = logits.new_zeros(())
-                for r, (i, t) in enumerate(chosen):
+                logp = torch.log_softmax(self.model(inputs_embeds=z, **kw).logits.float(), -1)
+                total = logp.new_zeros(())
+                for r, (i, t, s) in enumerate(chosen):
                     o = torch.from_numpy(outs[i]).to(self.device)
-                    pos = torch.arange(len(o), device=self.device) + offs[r]
-                    lp = logp[r, pos, o]
-                    total = total + (lp.sum() if not per_token else lp[t])
+                    lp = logp[r, torch.arange(len(o), device=self.device) + offs[r], o]
+                    total = total + float(weights[s]) * (lp[t] if per_token else lp.sum())
                 (g,) = torch.autograd.grad(total, z)
-            for r, (i, t) in enumerate(chosen):
-                grads[i][t] = g[r, : len(ctx[i])].double().cpu().numpy()
+            for r, (i, t, _) in enumerate(chosen):
+                grads[i][t] += g[r, : len(ctx[i])].double().cpu().numpy()
             self.stats.backward_rows += len(idx)
 
-        lengths = np.array([len(ctx[i]) + len(outs[i]) for i, _ in rows])
+        lengths = np.array([len(ctx[i]) + len(outs[i]) for i, _, _ in rows])
         self._chunks(self._plan(lengths), run)
         w = emb.weight.detach().float().cpu().numpy()
         return grads, [w[c] for c in ctx]
