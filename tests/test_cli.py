@@ -29,7 +29,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_list_explainers(capsys):
     assert main(["list", "explainers"]) == 0
     names = capsys.readouterr().out.split()
-    assert names == fs.registry.explainers.names() and len(names) == 15
+    assert names == fs.registry.explainers.names() and len(names) == 19
 
 
 def test_explain_writes_file_and_heatmap(model_dir, tmp_path, capsys):

@@ -60,6 +60,7 @@ class Explainer:
     name: ClassVar[str] = ""
     uses_model_internals: ClassVar[bool] = False
     stochastic: ClassVar[bool] = False
+    needs_generation: ClassVar[bool] = False  # needs a model that generates text
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -17,7 +17,7 @@ member sees exactly what it would see on its own (same items, same seed), so an 
 explainer equals that explainer after normalisation.
 
 Presets: ``ensemble_top3`` (lime, kernel_shap, integrated_gradients: the three methods with
-the best ground-truth recovery in the thesis) and ``ensemble_all`` (every non-random method).
+the best ground-truth recovery in the thesis) and ``ensemble_all`` (the ten classic methods).
 
 Reference: the ensembles of "Assessing the Interpretability of Large Language Models" (thesis);
 Rieger & Hansen 2020, "Aggregating explanation methods for stable and robust explainability".
@@ -150,7 +150,7 @@ class EnsembleTop3(Ensemble):
 @explainers.register("ensemble_all")
 @dataclass(frozen=True, kw_only=True)
 class EnsembleAll(Ensemble):
-    """Ensemble of every registered method except ``random`` (default hyper-parameters)."""
+    """Ensemble of the ten classic methods (every issue-1 explainer except ``random``)."""
 
     name = "ensemble_all"
     members: tuple[Any, ...] = ALL

@@ -106,7 +106,7 @@ class SelfExplanation(Explainer):
     """The model's own answer to "which words made you choose this label?" as a word mask."""
 
     name = "self_explanation"
-    uses_model_internals = False
+    needs_generation = True
     template: int | str = 0
     max_new_tokens: int = 48
 
