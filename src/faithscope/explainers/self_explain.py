@@ -83,9 +83,9 @@ def parse_word_list(answer: str, units: Sequence[Unit]) -> tuple[np.ndarray, lis
             hits = _find_phrase(unit_words, ws)
             if not hits and len(ws) <= MAX_LOOSE_WORDS:  # short item, not verbatim: word by word
                 hits = [i for w in ws for i, uw in enumerate(unit_words) if w in uw]
-                if not hits:
-                    unmatched.append(" ".join(ws))
-                    continue
+            if not hits:
+                unmatched.append(" ".join(ws))
+                continue
             mask[hits] = True
     return mask, items, unmatched
 
