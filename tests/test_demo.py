@@ -24,7 +24,8 @@ def test_demo_is_a_resumable_study(tmp_path):
     assert (tmp_path / "report.html").stat().st_size > 10_000 and "report.html" in text
     study = open_study(out)
     n = len(demo_explainers())  # random included
-    assert study.progress() == {"finetune": (1, 1), "explain": (n, n), "metrics": (n, n)}
+    assert study.progress() == {"finetune": (1, 1), "explain": (n, n), "metrics": (n, n),
+                                "analysis": (0, 0)}
     df = study.metrics()
     # every registered explainer (random included) x 2 sentences x 4 metrics
     assert len(df) == n * 2 * 4 and set(df["explainer"]) == set(demo_explainers())
