@@ -200,3 +200,29 @@ def test_self_explanation_prompts_and_real_model_answers(clf):
     with pytest.raises(InputError, match="template"):
         SelfExplanation(template=9).validate()
     assert torch.is_grad_enabled()
+
+
+def test_lora_finetuning_of_the_prompted_llm(clf):
+    from faithscope.models.prompted import finetune_prompted
+
+    pos = ["Tom got a new toy and smiled.", "Tom played with his friend and laughed.",
+           "Tom ate a big cake and was glad.", "Tom saw the sun and jumped with joy."]
+    neg = ["Tom lost his dog and cried.", "Tom fell down and hurt his knee.",
+           "Tom broke his toy and was upset.", "Tom was alone and it was dark."]
+    data = [Example(id=f"p{i}", text=t, label=0) for i, t in enumerate(pos)] + [
+        Example(id=f"n{i}", text=t, label=1) for i, t in enumerate(neg)]
+
+    def accuracy(c):
+        pred = c.predict_proba([c.encode(e.text) for e in data]).argmax(1)
+        return float((pred == np.array([e.label for e in data])).mean())
+
+    before = accuracy(clf)
+    tuned, info = finetune_prompted(clf, data, epochs=10, lr=3e-3, batch_size=4)
+    assert accuracy(tuned) == 1.0 > before  # the prompted model is at chance (0.5)
+    assert info["loss_history"][-1] < info["loss_history"][0]
+    assert accuracy(clf) == before  # the original model is untouched
+    again, _ = finetune_prompted(clf, data, epochs=10, lr=3e-3, batch_size=4)
+    for a, b in zip(tuned.model.parameters(), again.model.parameters()):
+        assert torch.equal(a, b)  # deterministic per seed
+    e = fs.explain(tuned, data[:1], "self_explanation")[0]
+    assert e.model_id.endswith("+lora-prompted") and isinstance(e.info["answers"][0], str)

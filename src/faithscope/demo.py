@@ -48,7 +48,8 @@ def demo_explainers() -> list[str]:
     """Every registered attribution method for classifiers (ensembles left out: they re-run
     their members; self-explanations need an LLM that generates text)."""
     return [n for n in explainers.names()
-            if not n.startswith("ensemble") and not explainers.get(n).needs_generation]
+            if not n.startswith("ensemble")
+            and not getattr(explainers.get(n), "needs_generation", False)]
 
 
 def demo_spec(*, encoder: str, n_examples: int = 10, n_train: int = 4000) -> StudySpec:

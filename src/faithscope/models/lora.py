@@ -78,16 +78,17 @@ def default_targets(model: torch.nn.Module) -> tuple[str, ...]:
 
 
 def wrap(model: torch.nn.Module, *, r: int, alpha: int, dropout: float,
-         targets: tuple[str, ...] | None, seed: int) -> Any:
+         targets: tuple[str, ...] | None, seed: int, causal_lm: bool = False) -> Any:
     """Inject seeded LoRA adapters into ``model`` (in place); returns the ``PeftModel``.
 
-    Afterwards only the adapters and the (copied) classification head require gradients.
+    Afterwards only the adapters and the (copied) classification head require gradients; with
+    ``causal_lm`` (an LM trained to answer with label words) the LM head stays frozen.
     """
     peft = _import_peft()
     config = peft.LoraConfig(
-        task_type="SEQ_CLS", r=r, lora_alpha=alpha, lora_dropout=dropout,
-        target_modules=list(targets or default_targets(model)),
-        modules_to_save=head_modules(model),
+        task_type="CAUSAL_LM" if causal_lm else "SEQ_CLS", r=r, lora_alpha=alpha,
+        lora_dropout=dropout, target_modules=list(targets or default_targets(model)),
+        modules_to_save=None if causal_lm else head_modules(model),
     )
     torch.manual_seed(seed)  # LoRA A matrices are initialised randomly
     try:

@@ -137,3 +137,59 @@ class PromptClassifier(ModelAdapter):
     def embedding_gradients(self, *args: Any, **kw: Any) -> Any:
         raise InputError("gradient explainers are not available on a prompted classifier; use "
                          "perturbation explainers or a classification head (LoRA fine-tuning)")
+
+
+def finetune_prompted(clf: PromptClassifier, examples: Sequence[Any], *, epochs: int = 2,
+                      lr: float = 1e-3, batch_size: int = 8, lora_r: int = 8,
+                      lora_alpha: int = 16, lora_dropout: float = 0.0, seed: int = 0
+                      ) -> tuple[PromptClassifier, dict[str, Any]]:
+    """LoRA-fine-tune the LM of ``clf`` so that it answers the template with the gold label's
+    (first) verbalizer: cross-entropy over the labels' verbalizer log-probabilities. Returns a
+    new PromptClassifier (adapters merged; ``clf`` untouched) and the loss per epoch."""
+    import copy
+
+    import torch
+
+    from .lora import merge, wrap
+
+    data = [e for e in examples if e.label is not None]
+    if not data or epochs < 1 or batch_size < 1:
+        raise InputError("finetune_prompted needs labelled examples, epochs and batch_size >= 1")
+    model = copy.deepcopy(clf.model)
+    peft_model = wrap(model, r=lora_r, alpha=lora_alpha, dropout=lora_dropout, targets=None,
+                      seed=seed, causal_lm=True)
+    prompts = [clf._prompt_ids(clf.encode(e.text, e.pair).ids) for e in data]
+    verbs = [v[0] for v in clf._verb_ids]
+    opt = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lr)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    peft_model.train()
+    history = []
+    for _ in range(epochs):
+        total = 0.0
+        perm = rng.permutation(len(data))
+        for start in range(0, len(data), batch_size):
+            idx = perm[start : start + batch_size]
+            rows = [(i, k) for i in idx for k in range(len(verbs))]
+            inputs, offs = clf.lm._teacher_inputs([prompts[i] for i, _ in rows],
+                                                  [verbs[k] for _, k in rows])
+            logp = torch.log_softmax(peft_model(**inputs).logits.float(), -1)
+            scores = torch.stack([
+                logp[r, torch.arange(len(verbs[k]), device=logp.device) + offs[r],
+                     torch.from_numpy(verbs[k]).to(logp.device)].sum()
+                for r, (_, k) in enumerate(rows)]).view(len(idx), len(verbs))
+            gold = torch.tensor([int(data[i].label) for i in idx], device=logp.device)
+            loss = torch.nn.functional.cross_entropy(scores, gold)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+        history.append(total / len(data))
+    peft_model.eval()
+    merged = merge(peft_model)
+    tuned = PromptClassifier(merged, clf.tokenizer, model_id=f"{clf.model_id}+lora-prompted",
+                             revision=clf.revision, max_batch_size=clf.max_batch_size,
+                             template=clf.template, verbalizers=clf.verbalizers, chat=clf.chat,
+                             max_new_tokens=clf.max_new_tokens)
+    return tuned, {"loss_history": history, "n_train": len(data), "lora_r": lora_r}
+
