@@ -226,3 +226,44 @@ def test_lora_finetuning_of_the_prompted_llm(clf):
         assert torch.equal(a, b)  # deterministic per seed
     e = fs.explain(tuned, data[:1], "self_explanation")[0]
     assert e.model_id.endswith("+lora-prompted") and isinstance(e.info["answers"][0], str)
+
+
+def test_cli_explain_generation_and_serve(tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from faithscope.cli import main
+
+    out = tmp_path / "g.jsonl"
+    assert main(["explain-generation", "--model", str(ASSETS / "stories260K"), "--prompt",
+                 "Tom had a big dog. The dog was brown.", "--explainer", "mexgen_loo",
+                 "--max-new-tokens", "6", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "model queries" in text and out.read_text().count("\n") == 1
+    assert main(["list", "targets"]) == 0
+    assert "bertscore (generation)" in capsys.readouterr().out
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "faithscope.cli", "serve", "--model",
+                             str(ASSETS / "stories260K"), "--port", str(port), "--name", "tiny",
+                             "--max-new-tokens", "6"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        remote = HTTPAdapter(f"http://127.0.0.1:{port}/v1", model="tiny", max_new_tokens=6,
+                             retries=0)
+        for _ in range(120):
+            try:
+                got = remote.generate(["Tom had a big dog."])
+                break
+            except EndpointError:
+                time.sleep(0.25)
+        else:
+            raise AssertionError("the server did not come up")
+        local = load_generative(str(ASSETS / "stories260K"), max_new_tokens=6)
+        assert got[0].text == local.generate(["Tom had a big dog."])[0].text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

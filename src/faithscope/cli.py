@@ -109,6 +109,58 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     reg = regs[args.what]
     for name in reg.names():
         print(name)
+    if args.what == "targets":  # the scalarizers of generated text are targets too
+        import faithscope.generation  # noqa: F401  (registers the scalarizers)
+
+        for name in registry.scalarizers.names():
+            print(f"{name} (generation)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    from .models.generative import load_generative
+    from .models.server import serve
+
+    lm = load_generative(args.model, device=None if args.device == "auto" else args.device,
+                         max_new_tokens=args.max_new_tokens)
+    console.print(f"serving {args.model} at http://{args.host}:{args.port}/v1 "
+                  "(OpenAI-compatible: /models, /completions, /chat/completions)",
+                  highlight=False)
+    serve(lm, host=args.host, port=args.port, name=args.name, block=True)
+    return 0
+
+
+def cmd_explain_generation(args: argparse.Namespace, console: Console) -> int:
+    from .errors import InputError
+    from .explanation import save_explanations
+    from .generation import explain_generation
+    from .render import print_explanations
+
+    if args.endpoint:
+        from .models.http import HTTPAdapter
+
+        lm: Any = HTTPAdapter(args.endpoint, model=args.model, max_new_tokens=args.max_new_tokens)
+    else:
+        from .models.generative import load_generative
+
+        lm = load_generative(args.model, max_new_tokens=args.max_new_tokens)
+    target: Any = args.target_fn
+    if target in ("cosine", "bertscore"):
+        if not args.encoder:
+            raise InputError(f"--target-fn {target} needs --encoder (a local encoder path)")
+        from .models.encoders import TextEncoder
+
+        target = (target, {"encoder": TextEncoder.load(args.encoder)})
+    exps = explain_generation(lm, args.prompt, args.explainer, target_fn=target,
+                              levels=args.levels, top_fraction=args.top_fraction,
+                              seed=args.seed)
+    for e in exps:
+        console.print(f"[bold]output:[/bold] {e.info['output']!r} · {e.info['queries']} model "
+                      "queries", highlight=False)
+    print_explanations(exps, console)
+    if args.output:
+        save_explanations(exps, args.output)
+        console.print(f"wrote {len(exps)} explanations to {args.output}", highlight=False)
     return 0
 
 
@@ -254,6 +306,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--strict", action="store_true", help="refuse texts longer than the model")
     e.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")
     e.set_defaults(func=cmd_explain)
+    sv = sub.add_parser("serve", help="serve a local generative model (OpenAI-compatible API)")
+    sv.add_argument("--model", required=True, help="causal or seq2seq LM: local path or hub id")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--name", default=None, help="model name reported by /v1/models")
+    sv.add_argument("--max-new-tokens", type=int, default=64)
+    sv.add_argument("--device", default="auto")
+    sv.set_defaults(func=cmd_serve)
+    eg = sub.add_parser("explain-generation",
+                        help="explain a generative LM's output (MExGen, multi-level)")
+    eg.add_argument("--model", required=True,
+                    help="local path / hub id, or the model name at --endpoint")
+    eg.add_argument("--endpoint", help="OpenAI-compatible base URL (e.g. http://host:8000/v1)")
+    eg.add_argument("--prompt", action="append", required=True, help="prompt (repeatable)")
+    eg.add_argument("--explainer", default="mexgen_clime")
+    eg.add_argument("--levels", nargs="+", default=["sentence", "phrase", "word"])
+    eg.add_argument("--top-fraction", type=float, default=0.3)
+    eg.add_argument("--target-fn", default="log_prob",
+                    help="scalarizer: log_prob (local models), cosine or bertscore")
+    eg.add_argument("--encoder", help="local encoder for cosine / bertscore")
+    eg.add_argument("--max-new-tokens", type=int, default=32)
+    eg.add_argument("--seed", type=int, default=0)
+    eg.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")
+    eg.set_defaults(func=cmd_explain_generation)
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("what", choices=("explainers", "targets", "metrics", "datasets", "analyses",
                                             "presets"))
