@@ -355,3 +355,24 @@ def test_custom_scalarizer_subclass(lm):
 
     (e,) = explain_generation(lm, ["Tom had a big dog."], "mexgen_loo", target_fn=Length())
     np.testing.assert_allclose(e.scores[0], [4, 4, 2, 4, 4])  # word + one space each
+
+
+def test_summary_prob_scores_with_a_separate_local_scorer(lm):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from faithscope.generation.scalarizers import SummaryProb
+
+    torch.manual_seed(1)
+    cfg = T5Config(vocab_size=512, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                   decoder_start_token_id=0, pad_token_id=0, eos_token_id=2)
+    scorer = GenerativeAdapter(T5ForConditionalGeneration(cfg), lm.tokenizer)
+    prompts = ["Tom had a big dog.", "Lily saw a bird."]
+    gens = lm.generate(prompts)
+    vals = SummaryProb(scorer_model=scorer)(lm, prompts, gens)
+    by_hand = scorer.output_logprobs(prompts, [scorer.output_ids(g.text) for g in gens])
+    assert [float(v[0]) for v in vals] == pytest.approx([float(x.sum()) for x in by_hand])
+    (e,) = explain_generation(lm, prompts[:1], "mexgen_loo",
+                              target_fn=SummaryProb(scorer_model=scorer))
+    assert e.target_fn == "summary_prob" and np.isfinite(e.scores).all()
+    with pytest.raises(InputError, match="scorer_model"):
+        explain_generation(lm, prompts[:1], "mexgen_loo", target_fn="summary_prob")
