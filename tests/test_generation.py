@@ -376,3 +376,30 @@ def test_summary_prob_scores_with_a_separate_local_scorer(lm):
     assert e.target_fn == "summary_prob" and np.isfinite(e.scores).all()
     with pytest.raises(InputError, match="scorer_model"):
         explain_generation(lm, prompts[:1], "mexgen_loo", target_fn="summary_prob")
+
+
+def test_oom_back_off_in_the_generative_adapter(lm):
+    small = GenerativeAdapter(lm.model, lm.tokenizer, max_new_tokens=4, max_batch_size=8)
+    prompts = ["Tom had a big dog.", "Lily saw a bird.", "The sun was hot.", "A cat sat.",
+               "Ben ran to the park.", "Mia had a red ball."]
+    want = lm.output_logprobs(prompts, [np.array([5, 6, 7])] * 6)
+    seen = []
+
+    class OOMOnce(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+            self.config = inner.config
+
+        def forward(self, **kw):
+            rows = kw["input_ids"].shape[0]
+            seen.append(rows)
+            if rows > 2:
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+            return self.inner(**kw)
+
+    small.model = OOMOnce(lm.model)
+    got = small.output_logprobs(prompts, [np.array([5, 6, 7])] * 6)
+    for a, b in zip(want, got):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert small.stats.oom_retries == 2 and max(seen[2:]) <= 2  # 8 -> 4 -> 2, then kept
