@@ -9,6 +9,8 @@ import re
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import faithscope as fs
 from faithscope.errors import InputError
@@ -403,3 +405,29 @@ def test_oom_back_off_in_the_generative_adapter(lm):
     for a, b in zip(want, got):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert small.stats.oom_retries == 2 and max(seen[2:]) <= 2  # 8 -> 4 -> 2, then kept
+
+
+_TEXT = st.lists(st.sampled_from(list("abc XY.,;!?\n'-é") + ["Mr.", " and ", "\n\n", "Dr. ",
+                                                             "u.s. ", "\u2014 "]),
+                 max_size=60).map("".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_TEXT)
+def test_segmentation_nests_and_covers_every_word(text):
+    def check(spans, lo, hi):
+        assert all(lo <= a < b <= hi for a, b in spans)
+        assert all(b1 <= a2 for (_, b1), (a2, _) in zip(spans, spans[1:]))
+        assert all(text[a:b] == text[a:b].strip() for a, b in spans)
+
+    all_words = words(text)
+    covered = []
+    for pa, pb in paragraphs(text):
+        check(sentences(text, pa, pb), pa, pb)
+        for sa, sb in sentences(text, pa, pb):
+            check(phrases(text, sa, sb), sa, sb)
+            for qa, qb in phrases(text, sa, sb):
+                ws = words(text, qa, qb)
+                check(ws, qa, qb)
+                covered += ws
+    assert covered == all_words  # every word lies in exactly one phrase of one sentence
