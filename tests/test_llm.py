@@ -267,3 +267,15 @@ def test_cli_explain_generation_and_serve(tmp_path, capsys):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_self_explanation_prompt_shows_both_texts_of_a_pair(lm):
+    from faithscope.api import prepare
+
+    nli = PromptClassifier.from_lm(lm, template="{text} So, {pair} Is that right?",
+                                   verbalizers={"yes": [" yes"], "no": [" no"]})
+    (it,) = prepare(nli, [("Tom had a dog.", "Tom had a pet.")])
+    text = SelfExplanation(template=0).prompt(it, "yes")
+    assert "Tom had a dog.\nTom had a pet." in text and "Answer: yes" in text
+    own = SelfExplanation(template="P: {text} H: {pair} ({label})").prompt(it, "no")
+    assert own == "P: Tom had a dog. H: Tom had a pet. (no)"

@@ -112,7 +112,10 @@ class SelfExplanation(Explainer):
 
     def prompt(self, it: Prepared, label: str) -> str:
         tpl = TEMPLATES[self.template] if isinstance(self.template, int) else self.template
-        return tpl.replace("{text}", it.enc.text).replace("{pair}", it.enc.pair or "").replace(
+        text = it.enc.text
+        if it.enc.pair and "{pair}" not in tpl:  # a text pair shown as two lines
+            text = f"{text}\n{it.enc.pair}"
+        return tpl.replace("{text}", text).replace("{pair}", it.enc.pair or "").replace(
             "{label}", label)
 
     def validate(self) -> None:
