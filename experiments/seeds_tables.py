@@ -44,7 +44,8 @@ def main(path: str) -> None:
     if len(pairs):
         pairs.to_parquet(out / "pairs.parquet")
         units = study.analysis("seed_stability", "units")
-        units.to_parquet(out / "units.parquet")
+        units.groupby(["dataset", "explainer"])[["std", "std_l1", "top1_share"]].mean().to_csv(
+            out / "unit_spread.csv")
         for ds, g in pairs.groupby("dataset"):
             for measure in ("spearman", "kendall", "jaccard"):
                 t = agreement_table(g, measure)
