@@ -102,7 +102,7 @@ def uncertainty_figure(data: ReportData, ds: str, model: str, pairs: pd.DataFram
     if ex is None:
         return None
     u = units[units["example_id"] == ex]
-    names = [e for e in data.explainers if e in set(u["explainer"]) and e != "random"][:8]
+    names = [e for e in data.explainers if e in set(u["explainer"]) and e != "random"][:12]
     if not names:
         return None
     n_units = int(u["unit"].nunique())
