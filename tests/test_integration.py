@@ -46,7 +46,8 @@ def test_every_explainer_on_real_model(minilm):
              "shapley_sampling": {"n_permutations": 10}, "partition_shap": {"max_evals": 200},
              "integrated_gradients": {"n_steps": 64}}
     specs = [(n, small.get(n, {})) for n in fs.registry.explainers.names()
-             if not n.startswith("ensemble")]  # ensembles: tests/test_ensemble.py
+             if not n.startswith("ensemble")  # ensembles: tests/test_ensemble.py
+             and not fs.registry.explainers.get(n).needs_generation]  # tests/test_llm.py
     examples = dev[:3]
     exps = fs.explain(adapter, examples, specs, granularity="word", seed=1)
     assert len(exps) == len(examples) * len(specs)
