@@ -71,7 +71,7 @@ def mask_of(n, on):
 # Every registered metric must have a hand-computed test below (add it here when you do).
 HAND_TESTED = {"gt_overlap", "mean_rank", "token_f1", "iou_f1", "auprc", "comprehensiveness",
                "sufficiency", "aopc_comprehensiveness", "aopc_sufficiency", "flip_rate",
-               "deletion_curve", "insertion_curve",
+               "deletion_curve", "insertion_curve", "perturbation_curve",
                # analyses: hand-computed tests in test_sanity, test_robustness, test_attacks
                "randomization", "randomization_independent", "max_sensitivity",
                "avg_sensitivity", "max_sensitivity_word", "avg_sensitivity_word",
@@ -409,6 +409,17 @@ def test_curves_by_hand():
     # default 10 steps on 5 units: k = ceil(.5), ceil(1), ..., ceil(5) = 1,1,2,2,3,3,4,4,5,5
     m = get_metric("deletion_curve").masks(it)
     np.testing.assert_array_equal((~m).sum(1), [1, 1, 2, 2, 3, 3, 4, 4, 5, 5])
+
+    # perturbation curve: removals up to 50 % in 5 steps: k = ceil(.5), 1, 2, 2, 3 (of 5) ->
+    # masks drop units {1}, {1}, {1, 3}, {1, 3}, {1, 3, 2}; drops of p = .7 - [.6, .6, .5, .5,
+    # .4] = [.1, .1, .2, .2, .3] -> mean 0.18
+    pc = get_metric("perturbation_curve", steps=5)
+    np.testing.assert_array_equal((~pc.masks(it)).sum(1), [1, 1, 2, 2, 3])
+    np.testing.assert_array_equal(~pc.masks(it)[4], mask_of(5, [1, 3, 2]))
+    probs = np.array([[1 - p, p] for p in (0.6, 0.6, 0.5, 0.5, 0.4)])
+    v, d = pc.from_probs(it, FULL, probs)
+    assert v == pytest.approx(0.18, abs=1e-12)
+    np.testing.assert_allclose(d["x"], [0, 0.2, 0.2, 0.4, 0.4, 0.6], atol=1e-12)
 
 
 # ======================= removal metrics on the tiny BERT vs an independent reference
