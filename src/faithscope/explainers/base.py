@@ -41,9 +41,13 @@ class Prepared:
         return len(self.units)
 
     def rng(self, salt: str = "") -> np.random.Generator:
-        """A generator that depends only on (seed, example id, salt): batch-order invariant."""
-        key = zlib.crc32(f"{self.example_id}\0{salt}".encode())
-        return np.random.default_rng([self.seed, key])
+        return example_rng(self.seed, self.example_id, salt)
+
+
+def example_rng(seed: int, example_id: str, salt: str = "") -> np.random.Generator:
+    """A generator that depends only on (seed, example id, salt): batch-order invariant."""
+    key = zlib.crc32(f"{example_id}\0{salt}".encode())
+    return np.random.default_rng([seed, key])
 
 
 def token_unit_index(units: Sequence[Unit], n_tokens: int) -> np.ndarray:

@@ -33,7 +33,6 @@ Example
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..explainers.base import example_rng
 from ..explanation import Explanation
 from ..models.generative import Generation
 from ..segment import LEVELS, remove_spans, segment
@@ -66,8 +66,7 @@ class GenItem:
         return len(self.units)
 
     def rng(self, salt: str = "") -> np.random.Generator:
-        key = zlib.crc32(f"{self.example_id}\0{salt}".encode())
-        return np.random.default_rng([self.seed, key])
+        return example_rng(self.seed, self.example_id, salt)
 
     def perturbed(self, mask: np.ndarray, replacement: str = "") -> str:
         drop = [(u.start, u.end) for u, keep in zip(self.units, mask, strict=True) if not keep]

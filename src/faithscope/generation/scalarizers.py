@@ -30,6 +30,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -128,11 +129,24 @@ class TextScalarizer(Scalarizer):
 def _encoder(obj: Any) -> Any:
     if obj is None:
         raise InputError("this scalarizer needs encoder= (a TextEncoder or a model path)")
-    if isinstance(obj, str):
-        from ..models.encoders import TextEncoder
+    return _load_encoder(obj) if isinstance(obj, str) else obj
 
-        return TextEncoder.load(obj)
-    return obj
+
+@functools.lru_cache(maxsize=4)
+def _load_encoder(path: str) -> Any:
+    """A path is loaded once, not at every batch of comparisons."""
+    from ..models.encoders import TextEncoder
+
+    return TextEncoder.load(path)
+
+
+def _compare_by_reference(references: list[str], texts: list[str], encode: Any,
+                          similarity: Any) -> np.ndarray:
+    """Encode each distinct reference once and every text, in one call; then compare."""
+    refs = sorted(set(references))
+    enc = encode([*refs, *texts])
+    ref = {r: enc[i] for i, r in enumerate(refs)}
+    return np.array([similarity(ref[r], enc[len(refs) + i]) for i, r in enumerate(references)])
 
 
 @scalarizers.register("cosine")
@@ -144,10 +158,8 @@ class Cosine(TextScalarizer):
     encoder: Any = None
 
     def compare(self, references: list[str], texts: list[str]) -> np.ndarray:
-        refs = sorted(set(references))
-        e = _encoder(self.encoder).embed([*refs, *texts])
-        ref = {r: e[i] for i, r in enumerate(refs)}
-        return np.array([e[len(refs) + i] @ ref[r] for i, r in enumerate(references)])
+        return _compare_by_reference(references, texts, _encoder(self.encoder).embed,
+                                     lambda a, b: float(a @ b))
 
 
 def bertscore_f1(ref: np.ndarray, cand: np.ndarray) -> float:
@@ -169,11 +181,8 @@ class BertScore(TextScalarizer):
     encoder: Any = None
 
     def compare(self, references: list[str], texts: list[str]) -> np.ndarray:
-        refs = sorted(set(references))
-        toks = _encoder(self.encoder).token_embeddings([*refs, *texts])
-        ref = {r: toks[i] for i, r in enumerate(refs)}
-        return np.array([bertscore_f1(ref[r], toks[len(refs) + i])
-                         for i, r in enumerate(references)])
+        return _compare_by_reference(references, texts,
+                                     _encoder(self.encoder).token_embeddings, bertscore_f1)
 
 
 @scalarizers.register("nli")

@@ -236,38 +236,35 @@ def _recipe(d: Any, path: str, loc: _Loc) -> dict[str, Any]:
     return dict(d)
 
 
-def _explainer(d: Any, path: str, loc: _Loc) -> ExplainerSpec:
-    from ..registry import explainers
-
+def _named(d: Any, path: str, loc: _Loc, registry: Any, what: str
+           ) -> tuple[str, dict[str, Any]]:
+    """``name`` or ``{name, params...}`` of a registered dataclass, validated by building it."""
     if isinstance(d, str):
         d = {"name": d}
     _typed(d, dict, path, loc)
     if "name" not in d:
-        raise loc.err(path, f"{path}: an explainer needs a 'name'")
+        raise loc.err(path, f"{path}: {what} needs a 'name'")
     params = {k: v for k, v in d.items() if k not in ("name", "params")}
     params.update(d.get("params") or {})
     try:
-        explainers.build((d["name"], params))
-    except InputError as err:
+        registry.build((d["name"], params))
+    except (InputError, KeyError, TypeError) as err:
         raise loc.err(path, str(err)) from None
-    return ExplainerSpec(name=d["name"], params=params)
+    return d["name"], params
+
+
+def _explainer(d: Any, path: str, loc: _Loc) -> ExplainerSpec:
+    from ..registry import explainers
+
+    name, params = _named(d, path, loc, explainers, "an explainer")
+    return ExplainerSpec(name=name, params=params)
 
 
 def _analysis(d: Any, path: str, loc: _Loc) -> AnalysisSpec:
     from ..registry import study_analyses
 
-    if isinstance(d, str):
-        d = {"name": d}
-    _typed(d, dict, path, loc)
-    if "name" not in d:
-        raise loc.err(path, f"{path}: an analysis needs a 'name'")
-    params = {k: v for k, v in d.items() if k not in ("name", "params")}
-    params.update(d.get("params") or {})
-    try:
-        study_analyses.build((d["name"], params))
-    except (InputError, KeyError, TypeError) as err:
-        raise loc.err(path, str(err)) from None
-    return AnalysisSpec(name=d["name"], params=params)
+    name, params = _named(d, path, loc, study_analyses, "an analysis")
+    return AnalysisSpec(name=name, params=params)
 
 
 def _metrics(names: list[Any], path: str, loc: _Loc) -> tuple[str, ...]:
