@@ -174,8 +174,11 @@ def explain_generation(
             raise InputError(f"on generated text, model-internal explainers are "
                              f"{GRADIENT_EXPLAINERS} with the log_prob scalarizer")
 
+        tokens: dict[str, Any] = {}  # one backward pass per prompt, whatever the rounds
+
         def attribute(_m: Any, its: Sequence[GenItem], _s: Any) -> Any:
-            return gradient_scores(lm, its, exp, per_token=scal.per_token, mean=scal.mean)
+            return gradient_scores(lm, its, exp, per_token=scal.per_token, mean=scal.mean,
+                                   cache=tokens)
     t0 = time.perf_counter()
     rounds: list[list[int]] = [[it.n_units for it in items]]
     scores, infos = attribute(model, items, scal)

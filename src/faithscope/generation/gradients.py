@@ -50,8 +50,27 @@ def pool_by_offsets(token_scores: np.ndarray, offsets: np.ndarray, units: Sequen
 
 
 def gradient_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token: bool,
-                    mean: bool) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
-    """Unit scores (targets x units) and info per item for a gradient explainer."""
+                    mean: bool, cache: dict[str, Any] | None = None
+                    ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """Unit scores (targets x units) and info per item for a gradient explainer. Token scores
+    do not depend on the units: with a ``cache`` (example id -> token scores) later rounds of a
+    multi-level explanation only pool them again."""
+    cache = {} if cache is None else cache
+    todo = [it for it in items if it.example_id not in cache]
+    if todo:
+        cache.update(zip([it.example_id for it in todo],
+                         _token_scores(lm, todo, explainer, per_token=per_token, mean=mean),
+                         strict=True))
+    scores, infos = [], []
+    for it in items:
+        tok, offs, how, info = cache[it.example_id]
+        scores.append(pool_by_offsets(tok, offs, it.units, how))
+        infos.append(dict(info))
+    return scores, infos
+
+
+def _token_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token: bool,
+                  mean: bool) -> list[tuple[np.ndarray, np.ndarray, str, dict[str, Any]]]:
     if not hasattr(lm, "output_gradients"):
         raise InputError(f"{explainer.name} needs a local model (gradients); this one only "
                          "returns text")
@@ -64,7 +83,7 @@ def gradient_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token:
                        if name == "integrated_gradients" else (np.ones(1), np.ones(1)))
     grads, embs = lm.output_gradients(prompts, outs, per_token=per_token,
                                       alphas=alphas.tolist(), weights=weights.tolist())
-    scores, infos = [], []
+    out = []
     for it, g, x in zip(items, grads, embs, strict=True):
         _, offs = lm.prompt_encoding(it.prompt)
         if mean and not per_token:
@@ -77,6 +96,5 @@ def gradient_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token:
         info: dict[str, Any] = {"backwards": len(g) * len(alphas)}
         if name == "integrated_gradients":
             info["attribution_sum"] = tok.sum(-1).tolist()
-        scores.append(pool_by_offsets(tok, offs, it.units, how))
-        infos.append(info)
-    return scores, infos
+        out.append((tok, offs, how, info))
+    return out
