@@ -17,11 +17,11 @@ import dataclasses
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from ._lazy import lazy_import
 from .data.example import Example
 from .explainers.base import Explainer, Prepared, token_unit_index
 from .explanation import Explanation
@@ -29,6 +29,11 @@ from .models.adapter import InputError, ModelAdapter
 from .registry import explainers, targets
 from .targets import get_target
 from .units import GRANULARITIES, build_units
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 InputLike = str | tuple[str, str] | Example
 ExplainerLike = str | Explainer | tuple[str, Mapping[str, Any]]

@@ -1,6 +1,11 @@
 """Command line: ``faithscope explain | evaluate | run | results | report | list | demo``.
 
-Bad input gets one line on stderr and exit code 2, never a traceback.
+Bad input gets one line on stderr and exit code 2, never a traceback; Ctrl-C gets
+"interrupted" and exit code 130. Cheap checks (arguments, names, output paths, the device) run
+before any model is loaded. Importing this module does not import torch or transformers: they
+are imported when a model is touched, so ``--help``, ``list`` and argument errors answer at once.
+Every text from the data is printed verbatim (no rich markup), and files are written before
+anything is printed.
 
 Example
 -------
@@ -14,18 +19,97 @@ import argparse
 import json
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
+from .console import literal, make_console, styled
+from .tables import FORMATS
+
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"faithscope: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {raw!r}") from None
+        if value < low:
+            word = "a positive integer" if low == 1 else f"an integer >= {low}"
+            raise argparse.ArgumentTypeError(f"must be {word}, got {value}")
+        return value
+    parse.__name__ = "integer"
+    return parse
+
+
+def _port(raw: str) -> int:
+    value = _int_at_least(1)(raw)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 1-65535, got {value}")
+    return value
+
+
+def _fraction(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value:g}")
+    return value
+
+
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise argparse.ArgumentTypeError("is empty or whitespace-only")
+    return raw
+
+
+def _bad_bytes(argv: Sequence[str]) -> str | None:
+    """The first argument holding bytes that are not UTF-8 (Python keeps them as surrogates)."""
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            return arg.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+    return None
+
+
+def _output_file(raw: str | None, what: str = "--output") -> Path | None:
+    """An output file whose folder exists and which is not a folder (checked before any work)."""
+    if raw is None:
+        return None
+    path = Path(raw).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{what} {raw}: is a directory; give a file name")
+    if not path.parent.exists():
+        raise ValueError(f"{what} {raw}: folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def _explanations_file(raw: str | None) -> Path | None:
+    from .explanation import check_output_path
+
+    path = _output_file(raw)
+    return check_output_path(path) if path is not None else None
+
+
+def _check_device(device: str | None) -> None:
+    """Refuse a device this machine does not have before any model is loaded."""
+    if device not in (None, "auto"):
+        from .models.loading import resolve_device
+
+        resolve_device(device)
 
 
 def _parse_value(raw: str) -> Any:
@@ -64,14 +148,15 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     from .api import explain, make_explainer
     from .explanation import save_explanations
     from .models import load_model
+    from .registry import targets
     from .render import print_explanations
 
-    for flag in ("n_samples", "n_steps"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            raise ValueError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}")
     specs = _explainer_specs(args)
     instances = [make_explainer(s) for s in specs]  # validate before loading the model
+    if args.target_fn not in targets:
+        raise ValueError(targets.unknown_message(args.target_fn))
+    output = _explanations_file(args.output)
+    _check_device(args.device)
     target: Any = args.target
     if target not in (None, "predicted", "all"):
         target = int(target) if target.lstrip("-").isdigit() else target
@@ -82,12 +167,13 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
         warnings.simplefilter("always")
         exps = explain(model, [inp], instances, granularity=args.granularity, target=target,
                        target_fn=args.target_fn, seed=args.seed, strict=args.strict)
+    if output is not None:  # the file first: printing can never lose the results
+        path = save_explanations(exps, output)
     for w in caught:
-        console.print(f"[yellow]warning:[/yellow] {w.message}", highlight=False)
+        console.print(styled(("warning: ", "yellow"), str(w.message)))
     print_explanations(exps, console)
-    if args.output:
-        path = save_explanations(exps, args.output)
-        console.print(f"wrote {len(exps)} explanations to {path}", highlight=False)
+    if output is not None:
+        console.print(literal(f"wrote {len(exps)} explanations to {path}"))
     return 0
 
 
@@ -121,21 +207,35 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     from .models.generative import load_generative
     from .models.server import serve
 
+    _check_device(args.device)
     lm = load_generative(args.model, device=None if args.device == "auto" else args.device,
                          max_new_tokens=args.max_new_tokens)
-    console.print(f"serving {args.model} at http://{args.host}:{args.port}/v1 "
-                  "(OpenAI-compatible: /models, /completions, /chat/completions)",
-                  highlight=False)
-    serve(lm, host=args.host, port=args.port, name=args.name, block=True)
+    console.print(literal(f"serving {args.model} at http://{args.host}:{args.port}/v1 "
+                          "(OpenAI-compatible: /models, /completions, /chat/completions)"))
+    try:
+        serve(lm, host=args.host, port=args.port, name=args.name, block=True)
+    except OSError as err:  # port in use, no permission, unknown host
+        raise ValueError(f"cannot serve on {args.host}:{args.port}: "
+                         f"{err.strerror or err}") from None
     return 0
 
 
 def cmd_explain_generation(args: argparse.Namespace, console: Console) -> int:
+    from .api import make_explainer
     from .errors import InputError
     from .explanation import save_explanations
     from .generation import explain_generation
     from .render import print_explanations
+    from .segment import LEVELS
 
+    levels = tuple(args.levels)  # every check here runs before the model is loaded
+    if any(lv not in LEVELS for lv in levels) or list(levels) != sorted(levels, key=LEVELS.index):
+        raise InputError(f"--levels must be coarse-to-fine names among {', '.join(LEVELS)}, "
+                         f"got {' '.join(levels)}")
+    make_explainer(args.explainer)
+    output = _explanations_file(args.output)
+    if args.encoder and args.target_fn not in ("cosine", "bertscore"):
+        raise InputError("--encoder is used only with --target-fn cosine or bertscore")
     if args.endpoint:
         from .models.http import HTTPAdapter
 
@@ -152,15 +252,16 @@ def cmd_explain_generation(args: argparse.Namespace, console: Console) -> int:
 
         target = (target, {"encoder": TextEncoder.load(args.encoder)})
     exps = explain_generation(lm, args.prompt, args.explainer, target_fn=target,
-                              levels=args.levels, top_fraction=args.top_fraction,
+                              levels=levels, top_fraction=args.top_fraction,
                               seed=args.seed)
+    if output is not None:
+        save_explanations(exps, output)
     for e in exps:
-        console.print(f"[bold]output:[/bold] {e.info['output']!r} · {e.info['queries']} model "
-                      "queries", highlight=False)
+        console.print(styled(("output: ", "bold"), f"{e.info['output']!r} · "
+                             f"{e.info['queries']} model queries"))
     print_explanations(exps, console)
-    if args.output:
-        save_explanations(exps, args.output)
-        console.print(f"wrote {len(exps)} explanations to {args.output}", highlight=False)
+    if output is not None:
+        console.print(literal(f"wrote {len(exps)} explanations to {output}"))
     return 0
 
 
@@ -169,14 +270,18 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 
     from .api import explain, make_explainer
     from .evaluate import evaluate, summarize
+    from .explainers.base import OPERATORS
     from .explanation import save_explanations
     from .metrics import get_metric
     from .models import load_model
     from .registry import datasets
-    from .tables import metric_table
+    from .tables import format_summary, metric_table
 
-    if args.n is not None and args.n <= 0:
-        raise ValueError(f"--n must be a positive integer, got {args.n}")
+    if args.mask not in OPERATORS:
+        raise ValueError(f"--mask must be one of {', '.join(OPERATORS)}, got {args.mask!r}")
+    if args.output and Path(args.output).is_file():
+        raise ValueError(f"--output {args.output}: is a file; give a folder for the results")
+    _check_device(args.device)
     names = list(dict.fromkeys([*args.explainers, "random"]))
     exps_specs = [make_explainer(n) for n in names]
     metric_objs = [get_metric(m) for m in args.metrics]
@@ -196,18 +301,23 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     df = evaluate(exps, model, metric_objs, examples=data.examples, operator=args.mask,
                   random=True, seed=args.seed)
     summary = summarize(df, n_boot=args.n_boot, seed=args.seed)
-    title = (f"{args.dataset}/{args.split}: {len(data.examples)} examples, model "
-             f"{model.model_id} (mean ± 95% CI; bold = best; random = chance)")
-    console.print(metric_table(summary, title=title))
-    if args.output:
+    if args.output:  # files first: printing can never lose the results
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         save_explanations(exps, out / "explanations.parquet")
         tidy = df.assign(detail=df["detail"].map(json.dumps))
         tidy.to_parquet(out / "metrics.parquet", index=False)
         summary.to_csv(out / "summary.csv", index=False)
-        console.print(f"wrote {out}/explanations.parquet, metrics.parquet, summary.csv",
-                      highlight=False)
+    if args.format == "table":
+        title = (f"{args.dataset}/{args.split}: {len(data.examples)} examples, model "
+                 f"{model.model_id} (mean ± 95% CI; bold = best; random = chance)")
+        console.print(literal(title))  # its own line: never wrapped to the table's width
+        console.print(metric_table(summary))
+    else:
+        sys.stdout.write(format_summary(summary, args.format))
+    if args.output:
+        print(f"wrote {out}/explanations.parquet, metrics.parquet, summary.csv",
+              file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
 
 
@@ -222,17 +332,24 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
     spec = load_preset(args.preset) if args.preset else load_spec(args.spec)
     if args.set:
         spec = apply_overrides(spec, args.set)
+    _check_device(args.device)
     out = args.out or str(Path("studies") / spec.name)
+    if "://" not in out and Path(out).is_file():
+        raise ValueError(f"--out {out}: is a file; give a study directory")
     run_study(spec, out, executor=args.executor, address=args.address,
               max_examples=args.max_examples, console=console, device=args.device)
     print_results(open_study(out), console)
-    console.print(f"study directory: {out}", highlight=False)
+    console.print(literal(f"study directory: {out}"))
     return 0
 
 
 def cmd_results(args: argparse.Namespace, console: Console) -> int:
     from .studies.results import export, open_study, print_results
+    from .tables import format_summary
 
+    if args.output and not args.export:
+        raise ValueError("--output is the file of --export (csv or parquet)")
+    path = _output_file(args.output or (f"metrics.{args.export}" if args.export else None))
     study = open_study(args.study)
     if args.sql:
         import pandas as pd
@@ -240,8 +357,9 @@ def cmd_results(args: argparse.Namespace, console: Console) -> int:
         with pd.option_context("display.max_rows", 200, "display.width", 200):
             print(study.sql(args.sql).to_string(index=False))
     elif args.export:
-        path = args.output or f"metrics.{args.export}"
-        console.print(f"wrote {export(study, args.export, path)}", highlight=False)
+        console.print(literal(f"wrote {export(study, args.export, str(path))}"))
+    elif args.format != "table":
+        sys.stdout.write(format_summary(study.summary(), args.format))
     else:
         print_results(study, console)
     return 0
@@ -256,16 +374,16 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
 
     if "://" not in args.study and not (Path(args.study) / "manifest.json").is_file():
         raise InputError(f"{args.study}: not a study directory (no manifest.json)")
-    if Path(args.output).is_dir():
-        raise InputError(f"-o {args.output}: is a directory; give the report's file name")
+    _output_file(args.output, "-o")
     study = open_study(args.study)
+    study.check()  # a corrupt shard is named before any figure is drawn
     try:
         path = write_report(study, args.output, figures_dir=args.figures)
     except OSError as err:  # unwritable output or figure folder
         raise InputError(f"cannot write the report: {err}") from None
-    console.print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)", highlight=False)
+    console.print(literal(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB)"))
     if args.figures:
-        console.print(f"figures (PNG and SVG) in {args.figures}", highlight=False)
+        console.print(literal(f"figures (PNG and SVG) in {args.figures}"))
     return 0
 
 
@@ -279,39 +397,38 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .explainers.base import OPERATORS  # noqa: F401  (import registers explainers)
-
     p = _Parser(prog="faithscope", description="Explain language models and measure how far "
                 "the explanations can be trusted.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     e = sub.add_parser("explain", help="explain one text (or text pair) with explainers")
     e.add_argument("--model", required=True, help="hub id or local path of a classifier")
-    e.add_argument("--text", required=True)
-    e.add_argument("--pair", help="second text of a pair (e.g. NLI hypothesis)")
+    e.add_argument("--text", required=True, type=_text)
+    e.add_argument("--pair", type=_text, help="second text of a pair (e.g. NLI hypothesis)")
     e.add_argument("--explainer", action="append", required=True,
                    help="registered explainer name (repeat for several)")
     e.add_argument("--param", action="append", metavar="EXPLAINER.KEY=VALUE",
                    help="hyper-parameter, e.g. lime.n_samples=500 (repeatable)")
-    e.add_argument("--n-samples", type=int, help="n_samples for explainers that have it")
-    e.add_argument("--n-steps", type=int, help="n_steps for explainers that have it")
+    e.add_argument("--n-samples", type=_int_at_least(1),
+                   help="n_samples for explainers that have it")
+    e.add_argument("--n-steps", type=_int_at_least(1), help="n_steps for explainers that have it")
     e.add_argument("--granularity", choices=("token", "word"), default="word")
     e.add_argument("--target", default=None, help="predicted (default), all, index or label")
     e.add_argument("--target-fn", default="prob", help="prob, logit, log_prob or contrast")
-    e.add_argument("--num-labels", type=int, default=None,
+    e.add_argument("--num-labels", type=_int_at_least(1), default=None,
                    help="new head size when the checkpoint has no classification head")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
     e.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
-    e.add_argument("--max-batch-size", type=int, default=64)
+    e.add_argument("--max-batch-size", type=_int_at_least(1), default=64)
     e.add_argument("--strict", action="store_true", help="refuse texts longer than the model")
     e.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")
     e.set_defaults(func=cmd_explain)
     sv = sub.add_parser("serve", help="serve a local generative model (OpenAI-compatible API)")
     sv.add_argument("--model", required=True, help="causal or seq2seq LM: local path or hub id")
     sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--port", type=_port, default=8000)
     sv.add_argument("--name", default=None, help="model name reported by /v1/models")
-    sv.add_argument("--max-new-tokens", type=int, default=64)
+    sv.add_argument("--max-new-tokens", type=_int_at_least(1), default=64)
     sv.add_argument("--device", default="auto")
     sv.set_defaults(func=cmd_serve)
     eg = sub.add_parser("explain-generation",
@@ -319,14 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
     eg.add_argument("--model", required=True,
                     help="local path / hub id, or the model name at --endpoint")
     eg.add_argument("--endpoint", help="OpenAI-compatible base URL (e.g. http://host:8000/v1)")
-    eg.add_argument("--prompt", action="append", required=True, help="prompt (repeatable)")
+    eg.add_argument("--prompt", action="append", required=True, type=_text,
+                    help="prompt (repeatable)")
     eg.add_argument("--explainer", default="mexgen_clime")
     eg.add_argument("--levels", nargs="+", default=["sentence", "phrase", "word"])
-    eg.add_argument("--top-fraction", type=float, default=0.3)
+    eg.add_argument("--top-fraction", type=_fraction, default=0.3,
+                    help="share of units refined at each finer level, in (0, 1]")
     eg.add_argument("--target-fn", default="log_prob",
                     help="scalarizer: log_prob (local models), cosine or bertscore")
     eg.add_argument("--encoder", help="local encoder for cosine / bertscore")
-    eg.add_argument("--max-new-tokens", type=int, default=32)
+    eg.add_argument("--max-new-tokens", type=_int_at_least(1), default=32)
     eg.add_argument("--seed", type=int, default=0)
     eg.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")
     eg.set_defaults(func=cmd_explain_generation)
@@ -339,20 +458,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", required=True, help="registered dataset name")
     ev.add_argument("--data-path", help="file or folder of the dataset")
     ev.add_argument("--split", default="dev")
-    ev.add_argument("--n", type=int, default=None, help="number of examples")
+    ev.add_argument("--n", type=_int_at_least(1), default=None, help="number of examples")
     ev.add_argument("--explainers", nargs="+", default=["integrated_gradients", "lime"])
     ev.add_argument("--metrics", nargs="+", default=["aopc_comprehensiveness",
                     "aopc_sufficiency", "flip_rate"])
     ev.add_argument("--granularity", choices=("token", "word"), default="word")
     ev.add_argument("--mask", default="mask", help="masking operator of removal metrics")
-    ev.add_argument("--n-boot", type=int, default=1000)
+    ev.add_argument("--n-boot", type=_int_at_least(1), default=1000,
+                    help="bootstrap resamples of the 95%% CI")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--skip-bad", action="store_true", help="skip malformed rows (counted)")
     ev.add_argument("--new-head", action="store_true",
                     help="the checkpoint has no head: add one sized to the dataset's labels")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
-    ev.add_argument("--max-batch-size", type=int, default=64)
+    ev.add_argument("--max-batch-size", type=_int_at_least(1), default=64)
+    ev.add_argument("--format", choices=FORMATS, default="table",
+                    help="how the summary is printed (csv, json, markdown: to stdout)")
     ev.add_argument("--output", help="directory for explanations, tidy metrics and summary")
     ev.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("run", help="run or resume a study (YAML spec or --preset)")
@@ -361,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="study directory or fsspec URL (default studies/NAME)")
     r.add_argument("--executor", choices=("local", "ray"), default="local")
     r.add_argument("--address", help="Ray cluster address (default: start a local one)")
-    r.add_argument("--max-examples", type=int, help="cap every dataset's evaluation examples")
+    r.add_argument("--max-examples", type=_int_at_least(1),
+                   help="cap every dataset's evaluation examples")
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override the spec, e.g. recipe.epochs=2 or datasets.n=50")
     r.add_argument("--device", default=None, help="auto, cpu or cuda (default: the spec's)")
@@ -371,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--sql", help="DuckDB query over the views metrics, models, units")
     rs.add_argument("--export", choices=("csv", "parquet"), help="export the metric rows")
     rs.add_argument("--output", help="file for --export")
+    rs.add_argument("--format", choices=FORMATS, default="table",
+                    help="the metric summary as a table, or csv / json / markdown on stdout")
     rs.set_defaults(func=cmd_results)
     rp = sub.add_parser("report", help="a self-contained interactive HTML report of a study")
     rp.add_argument("study", help="study directory or fsspec URL")
@@ -379,9 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--figures", metavar="DIR", help="also export every figure as PNG and SVG")
     rp.set_defaults(func=cmd_report)
     d = sub.add_parser("demo", help="offline demo: a small study (fine-tune MiniLM on SST-2, explain, evaluate)")
-    d.add_argument("--n-examples", type=int, default=10, help="dev sentences explained")
-    d.add_argument("--n-show", type=int, default=3, help="heatmaps printed")
-    d.add_argument("--n-train", type=int, default=4000)
+    d.add_argument("--n-examples", type=_int_at_least(1), default=10,
+                   help="dev sentences explained")
+    d.add_argument("--n-show", type=_int_at_least(0), default=3, help="heatmaps printed")
+    d.add_argument("--n-train", type=_int_at_least(2), default=4000)
     d.add_argument("--encoder", default=None, help="encoder checkpoint (default: MiniLM-L6)")
     d.set_defaults(func=cmd_demo)
     return p
@@ -389,16 +515,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .data.readers import DataError
-    from .models import InputError
+    from .errors import InputError
 
-    console = Console(stderr=False)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    bad = _bad_bytes(argv)
+    if bad is not None:
+        print(f"faithscope: error: argument {bad!r} is not valid UTF-8 text", file=sys.stderr)
+        return EXIT_USAGE
     args = build_parser().parse_args(argv)
+    console = make_console()
     try:
         return int(args.func(args, console))
+    except KeyboardInterrupt:
+        print("faithscope: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (InputError, DataError, ValueError, KeyError, FileNotFoundError) as err:
-        msg = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        print(f"faithscope: error: {msg}", file=sys.stderr)
+        print(f"faithscope: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as err:  # unwritable output, disk full, permission denied
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"faithscope: error: {where}{err.strerror or _one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 if __name__ == "__main__":

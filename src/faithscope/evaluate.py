@@ -20,11 +20,11 @@ Example
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from ._lazy import lazy_import
 from .api import explain, prepare
 from .data.example import Example
 from .explainers.base import Prepared, score_masks
@@ -33,6 +33,11 @@ from .metrics.analysis import Analysis, run_analyses
 from .metrics.base import EvalItem, Metric, get_metric
 from .models.adapter import InputError, ModelAdapter
 from .targets import get_target
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 DEFAULT_METRICS = ("aopc_comprehensiveness", "aopc_sufficiency", "comprehensiveness",
                    "sufficiency", "flip_rate")

@@ -184,13 +184,32 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def save_explanations(explanations: Iterable[Explanation], path: str | Path) -> Path:
-    """Write explanations to ``.jsonl``/``.json`` (one object per line) or ``.parquet``."""
+SAVE_FORMATS = (".json", ".jsonl", ".parquet")
+
+
+def check_output_path(path: str | Path) -> Path:
+    """Refuse, before any work, an explanation file name whose format is unknown."""
     path = Path(path)
+    if path.suffix not in SAVE_FORMATS:
+        raise ValueError(f"{path}: the file name must end in {', '.join(SAVE_FORMATS)} "
+                         f"(got {path.suffix or 'no suffix'!r})")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory; give a file name")
+    return path
+
+
+def save_explanations(explanations: Iterable[Explanation], path: str | Path) -> Path:
+    """Write explanations to ``.json`` (one JSON document: a list of objects), ``.jsonl`` (one
+    object per line) or ``.parquet``; written to a temporary file and renamed into place."""
+    path = check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".parquet":
         _write_parquet(explanations, tmp)
+    elif path.suffix == ".json":
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump([e.to_dict() for e in explanations], fh, ensure_ascii=False, indent=1)
+            fh.write("\n")
     else:
         with open(tmp, "w", encoding="utf-8") as fh:
             for e in explanations:
@@ -200,10 +219,15 @@ def save_explanations(explanations: Iterable[Explanation], path: str | Path) -> 
 
 
 def load_explanations(path: str | Path) -> list[Explanation]:
+    """Read what :func:`save_explanations` wrote (``.json`` list, ``.jsonl`` lines, ``.parquet``;
+    a ``.json`` file in the older one-object-per-line layout is read too)."""
     path = Path(path)
     if path.suffix == ".parquet":
         return _read_parquet(path)
-    records = [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json" and text.lstrip().startswith("["):
+        return [Explanation.from_dict(r) for r in json.loads(text)]
+    records = [line for line in text.splitlines() if line]
     return [Explanation.from_dict(json.loads(r)) for r in records]
 
 

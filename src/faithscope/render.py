@@ -52,7 +52,8 @@ def heatmap_text(exp: Explanation, target: int | None = None) -> Text:
 
 def print_explanations(explanations: Sequence[Explanation], console: Console | None = None
                        ) -> None:
-    """One table per example: a row per explainer with its heatmap and runtime."""
+    """One table per example: a row per explainer with its heatmap and runtime. Every text is
+    printed verbatim (Text objects: no markup is read from the data)."""
     console = console or Console()
     by_example: dict[str, list[Explanation]] = {}
     for e in explanations:
@@ -61,11 +62,12 @@ def print_explanations(explanations: Sequence[Explanation], console: Console | N
         first = exps[0]
         label = first.target_labels[0] if first.target_labels else str(first.targets[0])
         title = f"{first.text!r}" + (f" / {first.pair!r}" if first.pair else "")
-        table = Table(title=f"{title}\nexplaining {label} (p={first.probs.max():.2f}, "
-                      f"target {first.target_fn})", show_lines=False, title_justify="left")
-        table.add_column("explainer", style="bold")
-        table.add_column("heatmap (red +, blue -)")
-        table.add_column("s/expl", justify="right")
+        table = Table(title=Text(f"{title}\nexplaining {label} (p={first.probs.max():.2f}, "
+                                 f"target {first.target_fn})"), show_lines=False,
+                      title_justify="left")
+        table.add_column("explainer", style="bold", overflow="fold")
+        table.add_column("heatmap (red +, blue -)", overflow="fold")
+        table.add_column("s/expl", justify="right", no_wrap=True)
         for e in exps:
-            table.add_row(e.explainer, heatmap_text(e), f"{e.runtime_s:.3f}")
+            table.add_row(Text(e.explainer), heatmap_text(e), f"{e.runtime_s:.3f}")
         console.print(table)

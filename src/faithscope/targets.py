@@ -16,12 +16,17 @@ Example
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import torch
-
+from ._lazy import lazy_import
 from .registry import targets
 
-TargetFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
+
+TargetFn = Callable[["torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 def _pick(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -12,14 +12,19 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
+from .._lazy import lazy_import
 from ..models.adapter import Encoded, InputError, ModelAdapter
 from ..targets import TargetFn
 from ..units import Unit
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 OPERATORS = ("mask", "pad", "unk", "delete")
 

@@ -36,17 +36,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from .._lazy import lazy_import
 from ..explanation import normalize
 from ..models.adapter import InputError, ModelAdapter
 from ..registry import explainers
 from ..targets import TargetFn
 from .base import Explainer, Prepared
 from .perturbation import Result
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 NORMALIZATIONS = ("abs", "l1", "rank")
 TOP3 = ("lime", "kernel_shap", "integrated_gradients")

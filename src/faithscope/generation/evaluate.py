@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
 
+from .._lazy import lazy_import
 from ..data.example import Example
 from ..errors import InputError
 from ..evaluate import COLUMNS, _reference
@@ -34,6 +34,11 @@ from ..metrics.faithfulness import FlipRate
 from ..models.generative import Generation
 from .explain import GenItem, ScalarizedLM
 from .scalarizers import Scalarizer, TextScalarizer, get_scalarizer
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 DEFAULT_GEN_METRICS = ("perturbation_curve", "comprehensiveness", "sufficiency", "flip_rate")
 

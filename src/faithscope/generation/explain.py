@@ -155,14 +155,18 @@ def explain_generation(
         raise InputError(f"levels must be coarse-to-fine names among {LEVELS}, got {levels}")
     if refine_by not in ("value", "abs"):
         raise InputError("refine_by must be 'value' or 'abs'")
-    exp = make_explainer(explainer)
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise InputError(f"top_k must be an integer >= 1, got {top_k!r}")
+    if top_k is None and (top_fraction is None or not 0 < top_fraction <= 1):
+        raise InputError(f"top_fraction must be in (0, 1], got {top_fraction!r}")
+    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+        raise InputError("prompt is empty or whitespace-only")
+    exp = make_explainer(explainer)  # every check above and here runs before generation
     scal = get_scalarizer(target_fn)
     refs = list(references) if references is not None else lm.generate(list(prompts))
     ids = list(ids) if ids is not None else [str(i) for i in range(len(prompts))]
     items = []
     for pid, p, ref in zip(ids, prompts, refs, strict=True):
-        if not p.strip():
-            raise InputError("prompt is empty or whitespace-only")
         spans = segment(p, levels[0]) or [(0, len(p.rstrip()))]
         items.append(GenItem(pid, p, make_units(p, spans), (levels[0],) * len(spans), ref,
                              tuple(range(scal.n_targets(ref))), seed))

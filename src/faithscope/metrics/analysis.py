@@ -30,15 +30,20 @@ import json
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from .._lazy import lazy_import
 from ..explainers.base import Explainer, Prepared
 from ..explanation import Explanation, _jsonable
 from ..models.adapter import InputError, ModelAdapter
 from .base import EvalItem, Metric
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 SIMILARITIES = ("spearman", "kendall", "topk", "jaccard")
 Values = list[tuple[float, dict[str, Any]]]

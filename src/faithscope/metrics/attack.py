@@ -56,12 +56,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import pandas as pd
-import torch
 
+from .._lazy import lazy_import
 from ..explainers.base import Explainer, Prepared
 from ..explainers.gradient import Gradient, GradientXInput, IntegratedGradients, integration_points
 from ..explanation import Explanation
@@ -69,6 +68,13 @@ from ..models.adapter import InputError, ModelAdapter
 from ..registry import metrics
 from ..targets import TargetFn, get_target
 from .analysis import Analysis, Values
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+else:
+    pd = lazy_import("pandas")
+    torch = lazy_import("torch")
 
 OBJECTIVES = ("unconstrained", "constrained")
 OPTIMIZERS = ("adam", "sgd", "sign")

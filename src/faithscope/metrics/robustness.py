@@ -46,11 +46,11 @@ import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
+from .._lazy import lazy_import
 from ..explainers.base import Explainer, Prepared, token_unit_index
 from ..explanation import Explanation
 from ..models.adapter import Encoded, InputError, ModelAdapter
@@ -58,6 +58,11 @@ from ..registry import metrics
 from ..targets import get_target
 from .analysis import Analysis, Values, nan_to_none
 from .base import n_top
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 PERTURBATIONS = ("noise", "drop_unit")
 

@@ -43,11 +43,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 
+from .._lazy import lazy_import
 from ..explainers.base import Explainer, Prepared
 from ..explanation import Explanation
 from ..models.adapter import InputError, ModelAdapter
@@ -55,6 +55,11 @@ from ..registry import metrics
 from ..targets import get_target
 from .analysis import SIMILARITIES, Analysis, Values, nan_to_none, similarity
 from .base import n_top
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 MODES = ("cascading", "independent")
 

@@ -42,13 +42,18 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from .._lazy import lazy_import
 from ..explanation import Explanation
 from .analysis import similarity
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 MEASURES = ("spearman", "kendall", "jaccard")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)

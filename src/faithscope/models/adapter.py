@@ -21,14 +21,19 @@ import warnings
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from .._lazy import lazy_import
 from ..errors import InputError
 from ..targets import TargetFn
 from .batching import AdapterStats, Chunked
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 IdBlock = np.ndarray  # int64 (rows x length): rows that share one length
 

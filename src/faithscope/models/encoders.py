@@ -16,12 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from .._lazy import lazy_import
 from .batching import AdapterStats, Chunked
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 @dataclass(eq=False)
@@ -40,10 +45,14 @@ class TextEncoder(Chunked):
     def load(cls, path_or_id: str, **kw: Any) -> TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
-        from ..studies.spec import expand
+        from .loading import load_failure, resolve_name
 
-        path = expand(path_or_id)
-        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), **kw)
+        where, is_local = resolve_name(path_or_id)
+        try:
+            return cls(AutoModel.from_pretrained(where), AutoTokenizer.from_pretrained(where),
+                       **kw)
+        except Exception as err:  # noqa: BLE001
+            raise load_failure(str(path_or_id), err, local=is_local) from None
 
     def _hidden(self, texts: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per text: last hidden states (tokens x d) and a mask of its non-special tokens."""

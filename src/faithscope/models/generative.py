@@ -26,13 +26,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
+from .._lazy import lazy_import
 from ..errors import InputError
 from .batching import AdapterStats, Chunked
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 
 @dataclass(frozen=True)
@@ -252,15 +257,40 @@ class GenerativeAdapter(Chunked):
 
 def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = "float32",
                     revision: str | None = None, **kw: Any) -> GenerativeAdapter:
-    """Load a causal or seq2seq LM (local path or hub id) into a :class:`GenerativeAdapter`."""
+    """Load a causal or seq2seq LM (local path or hub id) into a :class:`GenerativeAdapter`.
+
+    Names resolve as for classifiers (:func:`faithscope.models.loading.resolve_name`): a local
+    folder when it exists or starts with ``/ . ~ pkg:``, else a Hub id (the local cache offline).
+    """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    cfg = AutoConfig.from_pretrained(path_or_id, revision=revision)
-    cls: Any = AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False) else \
-        AutoModelForCausalLM
-    model = cls.from_pretrained(path_or_id, revision=revision, dtype=getattr(torch, dtype),
-                                attn_implementation="eager")
-    if device:
-        model.to(device)
-    tok = AutoTokenizer.from_pretrained(path_or_id, revision=revision)
-    return GenerativeAdapter(model, tok, model_id=str(path_or_id), revision=revision, **kw)
+    from .loading import (
+        DTYPES,
+        _quiet_transformers,
+        hub_revision,
+        load_failure,
+        model_id_for,
+        resolve_device,
+        resolve_name,
+    )
+
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    dev = resolve_device(device) if device else None
+    name = str(path_or_id)
+    where, is_local = resolve_name(name)
+    try:
+        cfg = AutoConfig.from_pretrained(where, revision=revision)
+        cls: Any = AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False) else \
+            AutoModelForCausalLM
+        with _quiet_transformers():
+            model = cls.from_pretrained(where, revision=revision,
+                                        dtype=getattr(torch, DTYPES[dtype]),
+                                        attn_implementation="eager")
+        tok = AutoTokenizer.from_pretrained(where, revision=revision)
+    except Exception as err:  # noqa: BLE001  (config, weight-file and hub errors alike)
+        raise load_failure(name, err, local=is_local) from None
+    if dev is not None:
+        model.to(dev)
+    rev = (hub_revision(where, revision) or revision) if not is_local else revision
+    return GenerativeAdapter(model, tok, model_id=model_id_for(name, where), revision=rev, **kw)

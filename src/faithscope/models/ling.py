@@ -26,11 +26,17 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import optimize
 
+from .._lazy import lazy_import
 from ..explanation import Explanation
+
+if TYPE_CHECKING:
+    from scipy import optimize
+else:
+    optimize = lazy_import("scipy.optimize")
 
 WORD = re.compile(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?|n['’]t|[^\sA-Za-z0-9]")
 NEGATIONS = frozenset(  # noqa: SIM905

@@ -23,27 +23,102 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from .._lazy import lazy_import
+from ..paths import expand, is_local_name, portable
 from .adapter import InputError, ModelAdapter
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16,
-          "fp16": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
+
+DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+          "bfloat16": "bfloat16", "bf16": "bfloat16"}  # name -> torch dtype attribute
+
+
+_SNAPSHOT = re.compile(r"/snapshots/([0-9a-f]{7,})/")
 
 
 class ModelLoadError(InputError):
     """The model could not be found or loaded."""
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def resolve_name(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
+    """(what to hand to transformers, whether it is local) for a model name.
+
+    Local when it exists or starts with ``/ . ~`` or ``pkg:`` (see :mod:`faithscope.paths`); a
+    local name that does not exist raises :class:`ModelLoadError`; anything else is a Hub id.
+    """
+    name = str(name_or_path)
+    text = expand(name) if (name.startswith("pkg:") or "${" in name) else name
+    if is_local_name(text):
+        path = Path(text).expanduser()
+        if not path.exists():
+            raise ModelLoadError(f"model path {name!r} does not exist")
+        return str(path), True
+    return text, False
+
+
+def load_failure(name: str, err: BaseException, *, local: bool) -> ModelLoadError:
+    """A one-line error saying what was tried: a local folder, or the Hub (and its cache)."""
+    if local:
+        return ModelLoadError(f"cannot load model {name!r} (local folder): {_first_line(err)}")
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    why = ("HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache" if offline
+           else "offline, or no such model?")
+    return ModelLoadError(f"model {name!r} is not a local path and could not be loaded from the "
+                          f"Hugging Face Hub ({why}): {_first_line(err)}")
+
+
+def hub_revision(where: str, revision: str | None) -> str | None:
+    """The commit hash of a Hub model as resolved (from its cached ``config.json``), else None."""
+    try:
+        from transformers.utils import cached_file
+
+        found = cached_file(where, "config.json", revision=revision)
+    except Exception:  # noqa: BLE001  (no cache entry: the revision is simply unknown)
+        return None
+    m = _SNAPSHOT.search(Path(str(found)).as_posix()) if found else None
+    return m.group(1) if m else None
+
+
+def model_id_for(name: str, location: str) -> str:
+    """The id recorded in results: ``pkg:`` / hub ids as given, package folders as ``pkg:``."""
+    if name.startswith("pkg:"):
+        return name
+    return portable(location, keep_absolute=True) if Path(location).is_absolute() else name
+
+
 def resolve_device(device: str | None) -> torch.device:
+    """``auto`` (or None): CUDA when available, else CPU; a named device that this machine does
+    not have raises :class:`InputError` (one line, before any model is loaded)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise InputError(f"unknown device {device!r}: {_first_line(err)}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r} asked for, but no CUDA GPU is available "
+                             "(use --device cpu or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s)")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None)
+                                     and torch.backends.mps.is_available()):
+        raise InputError(f"device {device!r} asked for, but MPS is not available")
+    return dev
 
 
 def _local_revision(path: Path) -> str | None:
@@ -100,17 +175,16 @@ def load_model(
     name = str(name_or_path)
     if dtype not in DTYPES:
         raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    local = Path(name).expanduser()
-    looks_local = local.exists() or name.startswith((".", "/", "~")) or os.sep in name.strip("/")
-    if looks_local and not local.exists():
-        raise ModelLoadError(f"model path {name!r} does not exist")
+    device_ = resolve_device(device)
+    where, is_local = resolve_name(name)
+    local = Path(where)
     try:
-        config = AutoConfig.from_pretrained(name, revision=revision)
-    except (OSError, ValueError) as err:
-        raise ModelLoadError(f"cannot load model {name!r}: {str(err).splitlines()[0]}") from None
+        config = AutoConfig.from_pretrained(where, revision=revision)
+    except Exception as err:  # noqa: BLE001  (OSError, ValueError, JSON and hub errors alike)
+        raise load_failure(name, err, local=is_local) from None
     n = len(labels) if labels else num_labels
     has_head = any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
-    kw: dict[str, Any] = {"revision": revision, "dtype": DTYPES[dtype]}
+    kw: dict[str, Any] = {"revision": revision, "dtype": getattr(torch, DTYPES[dtype])}
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
     if n is not None and (not has_head or n != config.num_labels):
@@ -122,18 +196,19 @@ def load_model(
     with warnings.catch_warnings(), _quiet_transformers():
         warnings.simplefilter("ignore")
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(name, **kw)
-        except (OSError, ValueError) as err:
-            raise ModelLoadError(f"cannot load model {name!r}: {str(err).splitlines()[0]}") from None
-    tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(name)
+            model = AutoModelForSequenceClassification.from_pretrained(where, **kw)
+            tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(where)
+        except Exception as err:  # noqa: BLE001  (a truncated weight file raises its own type)
+            raise load_failure(name, err, local=is_local) from None
     if not getattr(tok, "is_fast", False):
         raise ModelLoadError(f"{name!r} has no fast tokenizer: character offsets are required")
-    model.to(resolve_device(device))
-    rev = revision or getattr(config, "_commit_hash", None) or _local_revision(local)
+    model.to(device_)
+    rev = (getattr(config, "_commit_hash", None) or _local_revision(local) if is_local
+           else hub_revision(where, revision) or revision)
     return ModelAdapter(
         model,
         tok,
-        model_id=name,
+        model_id=model_id_for(name, where),
         revision=rev,
         max_batch_size=max_batch_size,
         max_length=max_length,

@@ -20,11 +20,15 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from .._lazy import lazy_import
 from .adapter import InputError
+
+if TYPE_CHECKING:
+    import torch
+else:
+    torch = lazy_import("torch")
 
 # Candidate target sets, tried in order; the first whose names all occur among the backbone's
 # linear layers wins (Llama/Mistral/Qwen, BERT/RoBERTa, GPT-2, DistilBERT, GPT-NeoX/Falcon,

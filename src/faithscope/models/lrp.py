@@ -47,11 +47,17 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
 
+from .._lazy import lazy_import
 from ..errors import InputError
 from ..targets import TargetFn
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+else:
+    torch = lazy_import("torch")
+    nn = lazy_import("torch.nn")
 
 if TYPE_CHECKING:
     from .adapter import Encoded, ModelAdapter

@@ -22,15 +22,20 @@ Example
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from scipy.stats import rankdata
 
+from .._lazy import lazy_import
 from ..data import rationale_mask
 from ..explanation import Explanation
 from .data import ReportData, explainer_order
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 
 def agreement_matrix(explanations: Iterable[Explanation], explainers: Sequence[str] | None = None,

@@ -18,15 +18,20 @@ import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from .._lazy import lazy_import
 from ..data.example import Example
 from ..explanation import Explanation, explanations_from_table
 from ..metrics.base import FAMILIES, get_metric
 from ..studies.results import Study
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 REFERENCE_NAMES = {"planted": "planted feature", "human": "human rationale"}
 

@@ -22,15 +22,20 @@ Example
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from .._lazy import lazy_import
 from ..metrics.stability import agreement_table
 from .data import ReportData
 from .figures import RANDOM_COLOUR, Figure, _grid, _t, colours, slug
 from .html import esc, table
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 WITHIN_COLOUR = "#bbbbbb"
 

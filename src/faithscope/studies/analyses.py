@@ -28,13 +28,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
+from .._lazy import lazy_import
 from ..data.example import Example
 from ..errors import InputError
 from ..explanation import Explanation, explanations_from_table
 from ..registry import explainers as explainer_registry
 from ..registry import study_analyses
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 if TYPE_CHECKING:
     from ..models.adapter import ModelAdapter

@@ -42,6 +42,8 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
+from ..paths import PathSpecError
+from ..paths import expand as _expand
 
 
 class SpecError(InputError):
@@ -61,12 +63,16 @@ class ModelSpec:
     size: float | None = None  # parameters in millions, for plots; measured when missing
 
     def source(self) -> str:
-        if self.path and Path(self.path).exists():
-            return self.path
+        """What to load: ``path`` (``${VAR}`` and ``pkg:`` expanded) when it exists, else the
+        ``hub`` id; ``path`` and ``hub`` themselves are kept as written, so specs, plan keys and
+        records do not depend on the machine."""
+        path = expand(self.path) if self.path else None
+        if path and Path(path).expanduser().exists():
+            return path
         if self.hub:
-            return self.hub
-        if self.path:
-            return self.path  # loading reports the missing path
+            return expand(self.hub)
+        if path:
+            return path  # loading reports the missing path
         raise SpecError(f"model {self.name!r} has neither path nor hub")
 
 
@@ -136,28 +142,15 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "model": {f.name: f for f in dataclasses.fields(ModelSpec)},
     "dataset": {f.name: f for f in dataclasses.fields(DatasetSpec)},
 }
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def expand(value: str) -> str:
-    """``${VAR}``/``${VAR:-default}`` expansion and ``pkg:module/sub/path`` resolution."""
-
-    def sub(m: re.Match[str]) -> str:
-        got = os.environ.get(m.group(1))
-        if got is None and m.group(2) is None:
-            raise SpecError(f"environment variable {m.group(1)} is not set (in {value!r})")
-        return got if got is not None else m.group(2)
-
-    out = _ENV.sub(sub, value)
-    if out.startswith("pkg:"):
-        mod, _, rest = out[4:].partition("/")
-        try:
-            from importlib import resources
-
-            return str(resources.files(mod) / rest)
-        except ModuleNotFoundError:
-            return out  # kept verbatim: ModelSpec.source() falls back to the hub id
-    return out
+    """``${VAR}``/``${VAR:-default}`` expansion and ``pkg:module/sub/path`` resolution
+    (:func:`faithscope.paths.expand`, with errors as :class:`SpecError`)."""
+    try:
+        return _expand(value)
+    except PathSpecError as err:
+        raise SpecError(str(err)) from None
 
 
 class _Loc:
@@ -193,7 +186,9 @@ def _to_python(node: yaml.Node, path: str, loc: _Loc) -> Any:
     if isinstance(node, yaml.SequenceNode):
         return [_to_python(v, f"{path}[{i}]", loc) for i, v in enumerate(node.value)]
     value = yaml.safe_load(yaml.serialize(node))
-    return expand(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        expand(value)  # an unset ${VAR} is an error now, but the text is kept as written
+    return value
 
 
 def _check_keys(d: Any, kind: str, path: str, loc: _Loc, required: tuple[str, ...]) -> None:

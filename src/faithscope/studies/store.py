@@ -35,11 +35,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
+from .._lazy import lazy_import
 from ..errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 STAGES = ("finetune", "explain", "metrics", "analysis")
 
@@ -51,14 +55,15 @@ class StudyLockedError(InputError):
 class Store:
     """Shards and manifest of one study, under a local path or an fsspec URL."""
 
-    def __init__(self, url: str | os.PathLike[str]) -> None:
+    def __init__(self, url: str | os.PathLike[str], *, create: bool = True) -> None:
         import fsspec
 
         self.url = str(url)
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
                                 else (self.fs.protocol,))
-        self.fs.makedirs(self.root, exist_ok=True)
+        if create:
+            self.fs.makedirs(self.root, exist_ok=True)
 
     # ---------------------------------------------------------------- paths
     def path(self, *parts: str) -> str:
