@@ -2,7 +2,7 @@
 between-seed vs within-model agreement per explainer, agreement by prediction agreement,
 LING-LR vs LING-LR-E vs the transformer, determinism of LING-LR(-E), lexicon overlap.
 
-    python experiments/seeds_tables.py /work/studies/seeds > experiments/out/seeds/tables.md
+    python experiments/seeds_tables.py studies/seeds > experiments/out/seeds/tables.md
 """
 
 from __future__ import annotations

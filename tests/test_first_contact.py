@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -134,7 +135,7 @@ def test_json_and_jsonl_outputs(model_dir, tmp_path):
                       ["leave_one_out"])
     fs.save_explanations(exps, tmp_path / "a.json")
     fs.save_explanations(exps, tmp_path / "a.jsonl")
-    assert len(json.load(open(tmp_path / "a.json"))) == 2
+    assert len(json.loads((tmp_path / "a.json").read_text())) == 2
     lines = (tmp_path / "a.jsonl").read_text().splitlines()
     assert len(lines) == 2 and all(json.loads(x)["explainer"] == "leave_one_out" for x in lines)
     for name in ("a.json", "a.jsonl"):
@@ -216,3 +217,52 @@ def test_the_cli_module_does_not_import_torch():
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines()[-1] == "[]"
     assert "lime" in res.stdout and "comprehensiveness" in res.stdout
+
+
+def test_study_records_are_portable(tmp_path, monkeypatch):
+    """Specs are recorded as written, checkpoints relative to the study, base models by the
+    spec's name: the study folder can move to another machine and still resolve."""
+    import shutil
+
+    from faithscope.studies import load_spec, open_study, run_study
+    from faithscope.studies.store import Store
+    from faithscope.studies.work import Worker
+
+    models = tmp_path / "models"
+    tiny = tiny_classifier(seed=4)
+    tiny.model.save_pretrained(models / "tiny")
+    tiny.tokenizer.save_pretrained(models / "tiny")
+    monkeypatch.setenv("FS_TEST_MODELS", str(models))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("""\
+name: portable
+models: [{name: tiny, path: '${FS_TEST_MODELS}/tiny', hub: my-org/not-used}]
+datasets: [{name: sst2_planted, n: 3, train_n: 16, params: {bundled: true}}]
+explainers: [gradient]
+metrics: [comprehensiveness]
+recipe: {epochs: 1, batch_size: 8, patience: null}
+""")
+    out = tmp_path / "here" / "study"
+    run_study(load_spec(spec), out, console=None)
+    row = open_study(out).models().iloc[0]
+    assert row["model_source"] == "${FS_TEST_MODELS}/tiny" and row["model_from"] == "path"
+    assert row["model_id"].startswith("${FS_TEST_MODELS}/tiny+ft:")
+    assert row["checkpoint"].startswith("checkpoints/")
+    records = [p for p in out.rglob("*") if p.is_file() and "checkpoints" not in p.parts]
+    for p in records:
+        assert str(tmp_path) not in p.read_bytes().decode("utf-8", "replace"), p
+    moved = tmp_path / "elsewhere" / "study"
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    worker = Worker(load_spec(spec), Store(moved))
+    adapter = worker.finetuned(row["key"] if "key" in row else
+                               open_study(moved).manifest["plan"]["finetune"][0])
+    assert adapter.model_id == row["model_id"]
+
+
+def test_committed_results_hold_no_machine_paths():
+    root = Path(__file__).resolve().parents[1]
+    pattern = re.compile(rb"(?:/work/|/root/|/home/|/Users/|[A-Z]:\\\\Users)")
+    bad = [str(p.relative_to(root)) for folder in ("experiments", "benchmarks")
+           for p in (root / folder).rglob("*") if p.is_file() and pattern.search(p.read_bytes())]
+    assert not bad, bad

@@ -21,12 +21,12 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
-from .console import literal, make_console, styled
 from .tables import FORMATS
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -146,6 +146,7 @@ def _explainer_specs(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]
 
 def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     from .api import explain, make_explainer
+    from .console import literal, styled
     from .explanation import save_explanations
     from .models import load_model
     from .registry import targets
@@ -186,7 +187,8 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         for name in preset_names():
             print(name)
         return 0
-    import faithscope.studies.analyses  # noqa: F401  (registers the study analyses)
+    if args.what == "analyses":
+        import faithscope.studies.analyses  # noqa: F401  (registers the study analyses)
 
     regs: dict[str, registry.Registry[Any]] = {
         "explainers": registry.explainers, "targets": registry.targets,
@@ -204,6 +206,7 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, console: Console) -> int:
+    from .console import literal
     from .models.generative import load_generative
     from .models.server import serve
 
@@ -222,6 +225,7 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
 
 def cmd_explain_generation(args: argparse.Namespace, console: Console) -> int:
     from .api import make_explainer
+    from .console import literal, styled
     from .errors import InputError
     from .explanation import save_explanations
     from .generation import explain_generation
@@ -269,6 +273,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
     from .api import explain, make_explainer
+    from .console import literal
     from .evaluate import evaluate, summarize
     from .explainers.base import OPERATORS
     from .explanation import save_explanations
@@ -324,6 +329,7 @@ def cmd_evaluate(args: argparse.Namespace, console: Console) -> int:
 def cmd_run(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
+    from .console import literal
     from .studies import apply_overrides, load_preset, load_spec, run_study
     from .studies.results import open_study, print_results
 
@@ -344,6 +350,7 @@ def cmd_run(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_results(args: argparse.Namespace, console: Console) -> int:
+    from .console import literal
     from .studies.results import export, open_study, print_results
     from .tables import format_summary
 
@@ -368,6 +375,7 @@ def cmd_results(args: argparse.Namespace, console: Console) -> int:
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from pathlib import Path
 
+    from .console import literal
     from .models import InputError
     from .report import write_report
     from .studies.results import open_study
@@ -523,7 +531,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"faithscope: error: argument {bad!r} is not valid UTF-8 text", file=sys.stderr)
         return EXIT_USAGE
     args = build_parser().parse_args(argv)
-    console = make_console()
+    if args.command == "list":  # plain names, one per line: no console needed
+        console: Any = None
+    else:
+        from .console import make_console
+
+        console = make_console()
     try:
         return int(args.func(args, console))
     except KeyboardInterrupt:

@@ -18,13 +18,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from rich.table import Table
-from rich.text import Text
-
 from ._lazy import lazy_import
 
 if TYPE_CHECKING:
     import pandas as pd
+    from rich.table import Table
 else:
     pd = lazy_import("pandas")
 
@@ -39,6 +37,8 @@ def metric_table(summary: pd.DataFrame, title: str | None = None, *,
                  explainer_rows: bool | None = None) -> Table:
     """Metric x explainer table; ``explainer_rows`` puts explainers on rows instead (default:
     whichever keeps the table narrow, i.e. explainers on rows when they outnumber metrics)."""
+    from rich.table import Table
+    from rich.text import Text
     explainers = sorted(summary["explainer"].unique(), key=lambda e: (e == "random", e))
     metrics = sorted(summary["metric"].unique())
     if explainer_rows is None:
