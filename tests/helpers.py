@@ -7,6 +7,7 @@ import contextlib
 import math
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -37,6 +38,16 @@ REVIEWS = [
     "really fine acting but the movie is too long and quite boring",
     "one of the best films , funny and wonderful",
 ]
+
+
+class FineTuned(NamedTuple):
+    """A session fixture's fine-tuned model (tests/conftest.py): the adapter, ``finetune``'s
+    info, and the labelled examples it was trained and evaluated on."""
+
+    model: fs.ModelAdapter
+    info: dict[str, Any]
+    train: tuple[Any, ...]
+    dev: tuple[Any, ...]
 
 
 class LinearBag(nn.Module):

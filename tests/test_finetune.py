@@ -17,7 +17,14 @@ import faithscope as fs
 import faithscope.models.finetune as ft
 from faithscope.data import Example
 from faithscope.models import lora
-from faithscope.models.finetune import Recipe, cache_key, finetune, validation_split
+from faithscope.models.finetune import (
+    Recipe,
+    cache_key,
+    encoder_layers,
+    finetune,
+    frozen_parameters,
+    validation_split,
+)
 from faithscope.models.tiny import tiny_classifier
 from helpers import ASSETS
 
@@ -92,6 +99,10 @@ def test_recipe_defaults_are_the_published_schedule():
     ({"lora_dropout": 1.0}, "lora_dropout"), ({"lora_targets": ()}, "lora_targets"),
     ({"lora_targets": ("q", "")}, "lora_targets"),
     ({"lora_r": 4, "train_encoder": False}, "exclusive"),
+    ({"train_layers": -1}, "train_layers"), ({"train_layers": 1.0}, "train_layers"),
+    ({"train_layers": True}, "train_layers"), ({"train_layers": 1, "lora_r": 4}, "exclusive"),
+    ({"train_layers": 1, "train_encoder": False}, "train_encoder=True"),
+    ({"group_by_length": 1}, "group_by_length"),
 ])
 def test_invalid_recipes_raise_input_error(kw, msg):
     with pytest.raises(fs.InputError, match=msg):
@@ -189,6 +200,115 @@ def test_dev_set_is_part_of_the_cache_key_only_with_early_stopping(bert_path):
     key = lambda r, d=(): cache_key(base, data, r, ("negative", "positive"), dev=d)  # noqa: E731
     assert key(Recipe(epochs=2)) != key(Recipe(epochs=2), dev)
     assert key(Recipe(epochs=2)) != key(Recipe(epochs=3))
+
+
+def test_new_recipe_fields_at_their_defaults_keep_old_cache_keys(bert_path):
+    """``train_layers``/``group_by_length`` came after FINETUNE_CODE_VERSION 2: at their defaults
+    the key is the one computed before they existed; set, they change it."""
+    import dataclasses
+    import hashlib
+    import json
+
+    base = fs.load_model(bert_path, device="cpu")
+    data, labels = toy(1), ("negative", "positive")
+    recipe = Recipe(epochs=2)
+    old = {k: v for k, v in dataclasses.asdict(recipe).items()
+           if k not in ("train_layers", "group_by_length")}
+    h = hashlib.sha256()
+    h.update(json.dumps({"model": base.model_id, "revision": base.revision,
+                         "labels": list(labels), "recipe": old,
+                         "code": ft.FINETUNE_CODE_VERSION}, sort_keys=True).encode())
+    ft._hash_examples(h, data)
+    assert cache_key(base, data, recipe, labels) == h.hexdigest()[:16]
+    keys = {cache_key(base, data, r, labels) for r in (
+        recipe, dataclass_replace(recipe, train_layers=1),
+        dataclass_replace(recipe, train_layers=0), dataclass_replace(recipe, group_by_length=True))}
+    assert len(keys) == 4
+
+
+# --------------------------------------------------------------------- partial fine-tuning
+def test_encoder_layers_are_found_by_architecture(bert_path, llama_path):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    bert = fs.load_model(bert_path, device="cpu").model
+    llama = fs.load_model(llama_path, device="cpu").model
+    gpt2 = GPT2ForSequenceClassification(GPT2Config(vocab_size=64, n_embd=16, n_layer=3,
+                                                    n_head=2, num_labels=2))
+    assert encoder_layers(bert) is bert.bert.encoder.layer and len(encoder_layers(bert)) == 2
+    assert encoder_layers(llama) is llama.model.layers
+    assert encoder_layers(gpt2) is gpt2.transformer.h and len(encoder_layers(gpt2)) == 3
+    with pytest.raises(fs.InputError, match="transformer layers"):
+        encoder_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+    frozen = frozen_parameters(llama, 1)
+    assert "model.embed_tokens.weight" in frozen
+    assert any(n.startswith("model.layers.0.") for n in frozen)
+    assert not any(n.startswith(("model.layers.1.", "model.norm", "score")) for n in frozen)
+    assert {n for n in frozen_parameters(gpt2, 3)} == {"transformer.wte.weight",
+                                                         "transformer.wpe.weight"}
+    with pytest.raises(fs.InputError, match="only 2 layers"):
+        frozen_parameters(bert, 3)
+
+
+@pytest.mark.parametrize("arch", ["bert", "llama"])
+def test_train_layers_freezes_embeddings_and_lower_layers(arch, bert_path, llama_path, tmp_path):
+    """Recipe(train_layers=1) on 2-layer models: the embeddings and layer 0 come out bit-identical,
+    the last layer, final norm/pooler and head are trained; the checkpoint is cached."""
+    path = {"bert": bert_path, "llama": llama_path}[arch]
+    top = {"bert": ("bert.encoder.layer.1.", "bert.pooler.", "classifier."),
+           "llama": ("model.layers.1.", "model.norm.", "score.")}[arch]
+    bottom = {"bert": ("bert.embeddings.", "bert.encoder.layer.0."),
+              "llama": ("model.embed_tokens.", "model.layers.0.")}[arch]
+    base = params(fs.load_model(path, labels=("negative", "positive"), device="cpu", seed=0))
+    recipe = Recipe(epochs=2, batch_size=4, lr=1e-2, patience=None, train_layers=1,
+                    group_by_length=True)
+    tuned, info = finetune(path, toy(), recipe=recipe, cache_dir=tmp_path, device="cpu")
+    after = params(tuned)
+    names = [n for n, _ in tuned.model.named_parameters()]
+    assert any(n.startswith(bottom) for n in names) and any(n.startswith(top) for n in names)
+    for n in names:
+        if n.startswith(bottom):
+            assert torch.equal(after[n], base[n]), f"frozen {n} changed"
+        elif n.startswith(top):
+            assert not torch.equal(after[n], base[n]), f"trained {n} did not change"
+    trained = sum(p.numel() for n, p in tuned.model.named_parameters() if n.startswith(top))
+    assert info["trainable_params"] == trained
+    assert info["recipe"]["train_layers"] == 1 and info["recipe"]["group_by_length"] is True
+    stored = fs.load_model(info["path"], device="cpu")
+    assert_same_weights(params(stored), after)
+    again = finetune(path, toy(), recipe=recipe, cache_dir=tmp_path, device="cpu")
+    assert again[1]["cached"] and again[1]["path"] == info["path"]
+
+
+def test_train_layers_zero_trains_only_pooler_and_head(bert_path, tmp_path):
+    base = params(fs.load_model(bert_path, labels=("negative", "positive"), device="cpu", seed=0))
+    tuned, info = finetune(bert_path, toy(), cache_dir=tmp_path, device="cpu",
+                           recipe=Recipe(epochs=1, batch_size=4, lr=1e-2, train_layers=0))
+    after = params(tuned)
+    changed = {n for n, _ in tuned.model.named_parameters() if not torch.equal(after[n], base[n])}
+    assert changed and all(n.startswith(("bert.pooler.", "classifier.")) for n in changed)
+    assert info["trainable_params"] == sum(
+        p.numel() for n, p in tuned.model.named_parameters()
+        if n.startswith(("bert.pooler.", "classifier.")))
+
+
+def test_group_by_length_batches_every_example_once_by_similar_length():
+    data = [Example(str(i), "x" * (1 + (i * 37) % 101), label=i % 2) for i in range(250)]
+    recipe = Recipe(batch_size=4, group_by_length=True)
+    batches = ft._batches(data, recipe, torch.Generator().manual_seed(0))
+    assert sorted(i for b in batches for i in b) == list(range(250))
+    assert sorted(len(b) for b in batches) == [2] + [4] * 62  # chunks of 200: 50 + 12.5
+    spread = np.mean([max(len(data[i].text) for i in b) - min(len(data[i].text) for i in b)
+                      for b in batches])
+    plain = ft._batches(data, dataclass_replace(recipe, group_by_length=False),
+                        torch.Generator().manual_seed(0))
+    spread_plain = np.mean([max(len(data[i].text) for i in b) - min(len(data[i].text) for i in b)
+                            for b in plain])
+    assert spread < spread_plain / 5  # far less padding
+    again = ft._batches(data, recipe, torch.Generator().manual_seed(0))
+    assert again == batches  # seeded
+    # without it: the order of the original loop (randperm, then consecutive slices)
+    order = torch.randperm(250, generator=torch.Generator().manual_seed(0)).tolist()
+    assert plain == [order[i : i + 4] for i in range(0, 250, 4)]
 
 
 # ------------------------------------------------------------------------- early stopping

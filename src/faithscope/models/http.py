@@ -9,9 +9,15 @@ Failed requests are retried ``retries`` times with exponential back-off; errors 
 
 Example
 -------
->>> lm = HTTPAdapter("http://127.0.0.1:8000/v1", model="stories260K")  # doctest: +SKIP
->>> lm.generate(["Once upon a time"])[0].text  # doctest: +SKIP
-'there was a little girl named Lily...'
+Creating an adapter sends nothing; its ``model_id`` (provenance) names endpoint and model:
+
+>>> lm = HTTPAdapter("http://127.0.0.1:8000/v1", model="stories260K", max_new_tokens=16)
+>>> lm.model_id
+'http://127.0.0.1:8000/v1#stories260K'
+
+With a server listening there (e.g. ``faithscope serve``, see :mod:`faithscope.models.server`)::
+
+    lm.generate(["Once upon a time"])[0].text  # 'there was a little girl named Lily...'
 """
 
 from __future__ import annotations

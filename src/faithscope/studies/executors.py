@@ -4,7 +4,9 @@
 recomputes corrupt shards, and runs the three stages in order (fine-tune, explain, metrics).
 
 - ``local``: one process, units grouped by fine-tuned model so each model loads once, a rich
-  progress bar with ETA per stage; the GPU is used when present (``device: auto``).
+  progress bar with ETA per stage, and one for the optimiser steps of the running fine-tune
+  (steps done/total, loss, ETA; printed as a line every ~10 s when the console is not a
+  terminal); the GPU is used when present (``device: auto``).
 - ``ray``: each group of units becomes a Ray task (with ``num_gpus=1`` when the cluster has
   GPUs) on an existing cluster (``address``) or a local one; workers write shards straight to
   the store, which must be reachable from every node (a shared filesystem or fsspec URL).
@@ -31,6 +33,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from ..errors import InputError
 from .plan import Plan, Unit, plan_study
@@ -69,8 +72,14 @@ def _progress(console: Console) -> Progress:
 def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "local",
               address: str | None = None, max_examples: int | None = None,
               console: Console | None = None, device: str | None = None,
-              on_unit: Callable[[Unit, float], None] | None = None) -> Plan:
-    """Run (or resume) ``spec`` into the study directory/URL ``out``; returns the plan."""
+              on_unit: Callable[[Unit, float], None] | None = None,
+              checkpoints: str | os.PathLike[str] | None = None) -> Plan:
+    """Run (or resume) ``spec`` into the study directory/URL ``out``; returns the plan.
+
+    ``checkpoints``: folder for fine-tuned checkpoints (content-addressed, shared between
+    studies, e.g. the user cache); default the study's ``checkpoints/`` (local stores) or the
+    user cache (remote stores).
+    """
     from ..api import versions
 
     if executor not in EXECUTORS:
@@ -79,7 +88,8 @@ def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "
     spec = spec.with_max_examples(max_examples)
     store = Store(out)
     with store.lock():
-        worker = Worker(spec, store, device=device)
+        ckpt = os.fspath(checkpoints) if checkpoints is not None else None
+        worker = Worker(spec, store, device=device, checkpoints=ckpt)
         counts = {d.name: len(worker.data(d, "eval")) for d in spec.datasets}
         plan = plan_study(spec, counts)
         import yaml
@@ -108,7 +118,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "
         if executor == "local":
             _run_local(plan, todo, worker, console, done)
         else:
-            _run_ray(plan, todo, spec, store, address, device, console, done)
+            _run_ray(plan, todo, spec, store, address, device, console, done, ckpt)
         run.update({"finished": time.time(), "units_run": len(runtimes),
                     "runtime_s": sum(runtimes.values())})
         store.write_json("manifest.json", manifest)
@@ -141,33 +151,103 @@ def _grouped(units: list[Unit]) -> list[list[Unit]]:
     return [list(g) for _, g in groupby(sorted(units, key=key), key=key)]
 
 
-def _stage_bars(bar: Progress, plan: Plan, todo: dict[str, list[Unit]], info: str
-                ) -> dict[str, Any]:
-    """One progress bar per stage, starting at the units already finished."""
-    return {s: bar.add_task(s, total=len(plan.stage(s)),
-                            completed=len(plan.stage(s)) - len(todo[s]), info=info)
-            for s in STAGES}
+def _stage_bars(bar: Progress, plan: Plan, todo: dict[str, list[Unit]], info: str,
+                steps: bool = False) -> dict[str, Any]:
+    """One progress bar per stage, starting at the units already finished (with ``steps``: a
+    hidden ``steps`` bar for fine-tuning steps right under the ``finetune`` one)."""
+    tasks = {}
+    for s in STAGES:
+        tasks[s] = bar.add_task(s, total=len(plan.stage(s)),
+                                completed=len(plan.stage(s)) - len(todo[s]), info=info)
+        if s == "finetune" and steps:
+            tasks["steps"] = bar.add_task("  steps", total=None, visible=False, info="")
+    return tasks
+
+
+class _Lines:
+    """Progress as plain lines, at most one every ``every`` s, for a console that is not a
+    terminal (a pipe, a log file, CI), where the live bars only show once, at the end."""
+
+    def __init__(self, console: Console, every: float = 10.0) -> None:
+        self.console, self.every, self.last = console, every, time.perf_counter()
+
+    def __call__(self, text: str, force: bool = False) -> None:
+        now = time.perf_counter()
+        if self.console.is_terminal or not (force or now - self.last >= self.every):
+            return
+        self.last = now
+        self.console.print(Text(text))
+
+
+class _StepBar:
+    """Optimiser steps of the running fine-tune: a row under the ``finetune`` bar (steps
+    done/total, loss, ETA), or lines off a terminal."""
+
+    def __init__(self, bar: Progress, task: Any, lines: _Lines) -> None:
+        self.bar, self.task, self.lines = bar, task, lines
+        self.t0 = 0.0
+        self.first: tuple[int, float] | None = None  # (step, time) of the first report
+        self.steps = 0
+
+    def start(self, label: str) -> None:
+        self.t0 = time.perf_counter()
+        self.first, self.steps = None, 0
+        self.bar.reset(self.task, total=None, visible=True, info=f"{label}: loading")
+
+    def __call__(self, step: int, total: int, loss: float) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = (step, now)
+            self.bar.reset(self.task, total=total, completed=step)  # ETA without the loading
+        self.steps = step
+        self.bar.update(self.task, total=total, completed=step, info=f"loss {loss:.3f}")
+        s0, t0 = self.first
+        rate = (now - t0) / (step - s0) if step > s0 else (now - self.t0) / step
+        self.lines(f"  fine-tune step {step}/{total}  loss {loss:.3f}  {now - self.t0:.0f} s, "
+                   f"eta {rate * (total - step):.0f} s", force=step == total)
+
+    def stop(self) -> None:
+        if self.steps:
+            self.bar.update(self.task, info="done")
+        else:  # a cached checkpoint: no training
+            self.bar.update(self.task, visible=False)
 
 
 def _run_local(plan: Plan, todo: dict[str, list[Unit]], worker: Worker, console: Console,
                done: Callable[[Unit, float], None]) -> None:
     units = plan.by_key()
+    lines = _Lines(console)
     with _progress(console) as bar:
-        tasks = _stage_bars(bar, plan, todo, "")
-        for stage in STAGES:
-            for group in _grouped(todo[stage]):
-                for u in group:
-                    bar.update(tasks[stage], info=f"{u.model}/s{u.seed}/{u.dataset}"
-                               + (f" {u.explainer} #{u.shard}" if u.explainer else ""))
-                    rt = worker.run(u, units)
-                    done(u, rt)
-                    bar.advance(tasks[stage])
-            bar.update(tasks[stage], info="done")
+        tasks = _stage_bars(bar, plan, todo, "", steps=bool(todo["finetune"]))
+        steps = _StepBar(bar, tasks["steps"], lines) if todo["finetune"] else None
+        worker.on_step = steps
+        try:
+            for stage in STAGES:
+                total, t0 = len(plan.stage(stage)), time.perf_counter()
+                n_done = total - len(todo[stage])
+                for group in _grouped(todo[stage]):
+                    for u in group:
+                        label = f"{u.model}/s{u.seed}/{u.dataset}"
+                        info = label + (f" {u.explainer} #{u.shard}" if u.explainer else "")
+                        bar.update(tasks[stage], info=info)
+                        if steps is not None and stage == "finetune":
+                            steps.start(label)
+                        rt = worker.run(u, units)
+                        if steps is not None and stage == "finetune":
+                            steps.stop()
+                        done(u, rt)
+                        bar.advance(tasks[stage])
+                        n_done += 1
+                        lines(f"{stage} {n_done}/{total} units, {time.perf_counter() - t0:.0f} s "
+                              f"(last: {info}, {rt:.1f} s)", force=n_done == total)
+                bar.update(tasks[stage], info="done")
+        finally:
+            worker.on_step = None
 
 
 def _run_ray(plan: Plan, todo: dict[str, list[Unit]], spec: StudySpec, store: Store,
              address: str | None, device: str | None, console: Console,
-             done: Callable[[Unit, float], None]) -> None:
+             done: Callable[[Unit, float], None], checkpoints: str | None = None) -> None:
     try:
         import ray
     except ModuleNotFoundError:
@@ -186,7 +266,8 @@ def _run_ray(plan: Plan, todo: dict[str, list[Unit]], spec: StudySpec, store: St
             tasks = _stage_bars(bar, plan, todo, "ray")
             for stage in STAGES:
                 groups = _grouped(todo[stage])
-                pending = {remote.remote(spec, store.url, g, units, device=device): g  # type: ignore[call-arg]
+                pending = {remote.remote(spec, store.url, g, units, device=device,  # type: ignore[call-arg]
+                                         checkpoints=checkpoints): g
                            for g in groups}
                 while pending:
                     ready, _ = ray.wait(list(pending), num_returns=1)

@@ -12,11 +12,9 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import torch
-
+from .._lazy import lazy_import
 from ..data import load_dataset
 from ..data.core import Dataset
 from ..data.example import Example
@@ -24,9 +22,17 @@ from ..explanation import explanations_from_table, explanations_table
 from ..models.adapter import ModelAdapter
 from ..models.finetune import Recipe, accuracy, finetune
 from ..models.loading import load_model
+from ..paths import expand, portable
 from .plan import Unit
 from .spec import DatasetSpec, ModelSpec, StudySpec
 from .store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+else:
+    pd = lazy_import("pandas")
+    torch = lazy_import("torch")
 
 
 def n_params(adapter: ModelAdapter) -> int:
@@ -40,6 +46,8 @@ class Worker:
     spec: StudySpec
     store: Store
     device: str | None = None
+    checkpoints: str | None = None  # fine-tuned checkpoints; None: the store's (or user cache)
+    on_step: Callable[[int, int, float], None] | None = None  # fine-tuning progress
     _data: dict[tuple[str, str], Dataset] = field(default_factory=dict)
     _model: tuple[str, ModelAdapter] | None = None
 
@@ -56,8 +64,9 @@ class Worker:
             split, n = {"eval": (d.split, d.n), "train": (d.train_split, d.train_n),
                         "val": (d.val_split, d.val_n),
                         "accuracy": (d.split, max(d.n, d.accuracy_n))}[which]
+            params = {k: expand(v) if isinstance(v, str) else v for k, v in d.params.items()}
             self._data[(d.name, which)] = load_dataset(d.name, split=split, n=n, seed=d.seed,
-                                                       **d.params)
+                                                       **params)
         return self._data[(d.name, which)]
 
     def examples(self, unit: Unit) -> list[Example]:
@@ -74,13 +83,12 @@ class Worker:
         if self._model is not None and self._model[0] == key:
             return self._model[1]
         self._model = None
-        row = None
+        row: Any = None
         if self.store.status("finetune", key, verify=False) == "done":
             row = self.store.read_shard("finetune", key).iloc[0]
-        from pathlib import Path
-
-        if row is not None and Path(row["checkpoint"]).exists():
-            adapter = load_model(row["checkpoint"], device=self._device,
+        checkpoint = self._checkpoint_path(row["checkpoint"]) if row is not None else None
+        if row is not None and checkpoint is not None and checkpoint.exists():
+            adapter = load_model(str(checkpoint), device=self._device,
                                  dtype=self.model_spec(row["model"]).dtype,
                                  max_batch_size=self.spec.max_batch_size,
                                  max_length=self.spec.max_length)
@@ -98,20 +106,58 @@ class Worker:
         val = list(self.data(d, "val").examples) if d.val_split else []
         return finetune(m.source(), list(train.examples), recipe=Recipe(**unit.params["recipe"]),
                         labels=train.labels, dev=val, device=self._device,
-                        cache_dir=self.store.checkpoint_dir(),
-                        max_batch_size=self.spec.max_batch_size)
+                        cache_dir=self.checkpoints or self.store.checkpoint_dir(),
+                        max_batch_size=self.spec.max_batch_size, model_id=self._base_id(m),
+                        progress=self.on_step)
+
+    # ---------------------------------------------------------------- portable records
+    @staticmethod
+    def _base_id(m: ModelSpec) -> str:
+        """The base model as the spec names it (``pkg:``/``${VAR}`` path as written, or the hub
+        id): never an absolute path of this machine."""
+        source = m.source()
+        if m.hub and source == expand(m.hub):
+            return m.hub
+        return m.path or source
+
+    def _checkpoint_record(self, path: str) -> str:
+        """A checkpoint path as recorded: relative to the study when inside it, ``~/...`` in the
+        user's cache."""
+        from pathlib import Path
+
+        if self.store.local:
+            rel = portable(path, base=self.store.root)
+            if not rel.startswith(".."):
+                return rel
+        home = Path.home()
+        try:
+            return "~/" + Path(path).resolve().relative_to(home.resolve()).as_posix()
+        except ValueError:
+            return portable(path, keep_absolute=True)
+
+    def _checkpoint_path(self, recorded: str) -> Any:
+        from pathlib import Path
+
+        p = Path(recorded).expanduser()
+        if p.is_absolute() or recorded.startswith("~"):
+            return p
+        return Path(self.store.root) / p if self.store.local else None
 
     def run_finetune(self, unit: Unit) -> pd.DataFrame:
         adapter, info = self._train(unit)
         self._model = (unit.key, adapter)
         d = self.dataset_spec(unit.dataset)
         ev = self.data(d, "accuracy")
+        t0 = time.perf_counter()
         acc = accuracy(adapter, list(ev.examples))
+        acc_seconds = time.perf_counter() - t0
         m = self.model_spec(unit.model)
         return pd.DataFrame([{
             "model": unit.model, "seed": unit.seed, "dataset": unit.dataset,
-            "model_source": m.source(), "model_id": adapter.model_id,
-            "revision": adapter.revision, "checkpoint": info["path"],
+            "model_source": self._base_id(m),
+            "model_from": "hub" if m.hub and self._base_id(m) == m.hub else "path",
+            "model_id": adapter.model_id,
+            "revision": adapter.revision, "checkpoint": self._checkpoint_record(info["path"]),
             "params_m": m.size if m.size is not None else n_params(adapter) / 1e6,
             "architecture": type(adapter.model).__name__,
             "accuracy": acc, "eval_split": d.split, "n_accuracy": len(ev),
@@ -120,6 +166,7 @@ class Worker:
             "best_epoch": info.get("best_epoch"), "epochs_run": info.get("epochs_run"),
             "n_train": info.get("n_train"), "train_seconds": info.get("train_seconds"),
             "cached": bool(info.get("cached")), "labels": json.dumps(list(ev.labels)),
+            "accuracy_seconds": acc_seconds,
         }])
 
     # ---------------------------------------------------------------- explain / metrics
@@ -215,10 +262,10 @@ def applicable_metrics(metrics: Sequence[str], examples: Sequence[Example]) -> l
 
 
 def run_units(spec: StudySpec, store_url: str, units: Sequence[Unit], all_units: dict[str, Unit],
-              *, device: str | None = None,
+              *, device: str | None = None, checkpoints: str | None = None,
               on_done: Callable[[Unit, float], None] | None = None) -> list[str]:
     """Run a list of units in order in this process (used by Ray tasks); returns their keys."""
-    worker = Worker(spec, Store(store_url), device=device)
+    worker = Worker(spec, Store(store_url), device=device, checkpoints=checkpoints)
     done = []
     for u in units:
         rt = worker.run(u, all_units)
