@@ -9,16 +9,6 @@ import pytest
 
 import faithscope as fs
 from faithscope.cli import main
-from faithscope.models.tiny import tiny_classifier
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    tiny = tiny_classifier(seed=3)
-    tiny.model.save_pretrained(path)
-    tiny.tokenizer.save_pretrained(path)
-    return str(path)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,6 @@ import pytest
 import torch
 
 from faithscope.cli import main
-from faithscope.models.tiny import tiny_classifier
 
 E = ["explain", "--model", "{model}"]
 EG = ["explain-generation", "--model", "{model}"]
@@ -63,8 +62,8 @@ CASES: list[tuple[str, list[str], str]] = [
      "not valid UTF-8"),
     ("output with unknown suffix", [*E, "--text", "ok", "--explainer", "lime", "--output",
                                     "{tmp}/out.txt"], "must end in"),
-    ("output into a missing folder", [*E, "--text", "ok", "--explainer", "lime", "--output",
-                                      "{tmp}/missing/out.json"], "does not exist"),
+    ("output below a file", [*E, "--text", "ok", "--explainer", "lime", "--output",
+                             "{tmp}/file.txt/out.json"], "is a file, not a folder"),
     ("output is a folder", [*E, "--text", "ok", "--explainer", "lime", "--output", "{tmp}"],
      "is a directory"),
     ("unknown device", [*E, "--text", "ok", "--explainer", "lime", "--device", "tpu9"],
@@ -90,9 +89,11 @@ CASES: list[tuple[str, list[str], str]] = [
      "unknown recipe key"),
     # results / report
     ("results on a missing folder", ["results", "{tmp}/no-study"], "not a study directory"),
-    ("results export into a missing folder", ["results", "{study}", "--export", "csv",
-                                              "--output", "{tmp}/missing/m.csv"],
-     "does not exist"),
+    ("results export below a file", ["results", "{study}", "--export", "csv",
+                                      "--output", "{tmp}/file.txt/m.csv"],
+     "is a file, not a folder"),
+    ("report below a file", ["report", "{study}", "-o", "{tmp}/file.txt/r.html"],
+     "is a file, not a folder"),
     ("results output without export", ["results", "{study}", "--output", "{tmp}/m.csv"],
      "--output is the file of --export"),
     ("results on a truncated shard", ["results", "{corrupt}"], "corrupt shard"),
@@ -142,12 +143,9 @@ BEFORE_THE_MODEL = [
 
 
 @pytest.fixture(scope="module")
-def places(tmp_path_factory):
+def places(tmp_path_factory, model_dir):
     root = tmp_path_factory.mktemp("cli-bad")
-    model = root / "model"
-    tiny = tiny_classifier(seed=3)
-    tiny.model.save_pretrained(model)
-    tiny.tokenizer.save_pretrained(model)
+    model = Path(model_dir)
     broken = root / "broken"
     shutil.copytree(model, broken)
     weights = broken / "model.safetensors"
@@ -207,6 +205,12 @@ def test_cheap_checks_come_before_the_model(args, places, tmp_path, capsys):
 def test_reading_a_missing_study_does_not_create_it(tmp_path, capsys):
     _one_line_exit_2(["results", str(tmp_path / "no-study")], capsys)
     assert not (tmp_path / "no-study").exists()
+
+
+def test_outputs_into_new_folders_are_written(places, tmp_path, capsys):
+    out = tmp_path / "new" / "deeper" / "m.csv"
+    assert main(["results", places["study"], "--export", "csv", "--output", str(out)]) == 0
+    assert out.stat().st_size > 0 and "wrote" in capsys.readouterr().out
 
 
 def test_ctrl_c_says_interrupted_and_exits_130(places):

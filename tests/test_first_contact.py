@@ -106,15 +106,6 @@ def test_package_folders_are_recorded_as_pkg_ids():
     assert portable("/x/y/hub/models--org--name/snapshots/abc1234/") == "org/name@abc1234"
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny")
-    tiny = tiny_classifier(seed=3)
-    tiny.model.save_pretrained(path)
-    tiny.tokenizer.save_pretrained(path)
-    return str(path)
-
-
 MARKUP = "a [/] b [bold red]good[/bold red] [link=x]film[/link] :smile: [/"
 
 

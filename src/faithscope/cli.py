@@ -86,14 +86,19 @@ def _bad_bytes(argv: Sequence[str]) -> str | None:
 
 
 def _output_file(raw: str | None, what: str = "--output") -> Path | None:
-    """An output file whose folder exists and which is not a folder (checked before any work)."""
+    """An output file that can be written (checked before any work): not a folder, and below a
+    folder or a path still to be created (missing folders are made when the file is written),
+    never below an existing file."""
     if raw is None:
         return None
     path = Path(raw).expanduser()
     if path.is_dir():
         raise ValueError(f"{what} {raw}: is a directory; give a file name")
-    if not path.parent.exists():
-        raise ValueError(f"{what} {raw}: folder {str(path.parent)!r} does not exist")
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise ValueError(f"{what} {raw}: {str(above)!r} is a file, not a folder")
     return path
 
 
@@ -364,6 +369,8 @@ def cmd_results(args: argparse.Namespace, console: Console) -> int:
         with pd.option_context("display.max_rows", 200, "display.width", 200):
             print(study.sql(args.sql).to_string(index=False))
     elif args.export:
+        assert path is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
         console.print(literal(f"wrote {export(study, args.export, str(path))}"))
     elif args.format != "table":
         sys.stdout.write(format_summary(study.summary(), args.format))
