@@ -320,7 +320,9 @@ def test_generation_metrics_by_hand():
 # ------------------------------------------------------------------------- gradient family
 def test_integrated_gradients_completeness_on_generation(lm):
     prompt = "Tom had a big dog."
-    (e,) = explain_generation(lm, [prompt], ("integrated_gradients", {"n_steps": 64}))
+    (e,) = explain_generation(lm, [prompt], ("integrated_gradients", {"n_steps": 64,
+                                                                       "baseline": "zero"}))
+    assert e.params["baseline"] == "zero" == e.info["baseline"]
     ids, offs = lm.prompt_encoding(prompt)
     out = torch.tensor(np.asarray(e.info["output_ids"]))
     emb = lm.model.get_input_embeddings()

@@ -72,6 +72,9 @@ def mask_of(n, on):
 HAND_TESTED = {"gt_overlap", "mean_rank", "token_f1", "iou_f1", "auprc", "comprehensiveness",
                "sufficiency", "aopc_comprehensiveness", "aopc_sufficiency", "flip_rate",
                "deletion_curve", "insertion_curve", "perturbation_curve",
+               # binary explanations: test_binary_explanations (coverage; every metric on a
+               # selection), test_perturbation_curve (fraction_of words / tokens / units)
+               "coverage",
                # analyses: hand-computed tests in test_sanity, test_robustness, test_attacks
                "randomization", "randomization_independent", "max_sensitivity",
                "avg_sensitivity", "max_sensitivity_word", "avg_sensitivity_word",
@@ -871,7 +874,7 @@ def test_metric_declarations():
                   "flip_rate": True, "deletion_curve": False, "insertion_curve": True,
                   "perturbation_curve": True,
                   "gt_overlap": True, "mean_rank": False, "token_f1": True, "iou_f1": True,
-                  "auprc": True}
+                  "auprc": True, "coverage": True}
     plain = [n for n in METRICS.names() if "explainer" not in get_metric(n).needs]
     assert set(directions) == set(plain)
     for name in plain:
@@ -900,10 +903,17 @@ def test_values_lie_within_bounds(bert_adapter, bert_exps):
         n = int(rng.integers(1, 12))
         truth = set(np.nonzero(rng.random(n) < 0.5)[0].tolist()) or {0}
         it = hand_item(rng.normal(size=n), truth)
+        sel = hand_exp((rng.random(n) < 0.4).astype(np.float32))
+        picked = EvalItem(dataclasses.replace(sel, binary=True), None, it.reference, 1)
         for name in free:
             lo, hi = get_metric(name).bounds
             for by in ("value", "abs"):
-                assert lo <= val(name, it, by=by) <= hi, name
+                v = val(name, it, by=by)
+                if name == "coverage":  # NaN for rankings: only selections are covered
+                    assert math.isnan(v)
+                else:
+                    assert lo <= v <= hi, name
+                assert lo <= val(name, picked, by=by) <= hi, name
 
 
 # ======================================================================== summarize()

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._lazy import lazy_import
 from .data.example import Example
-from .explainers.base import Explainer, Prepared, token_unit_index
+from .explainers.base import Explainer, Prepared, applied_operator, token_unit_index
 from .explanation import Explanation
 from .models.adapter import InputError, ModelAdapter
 from .registry import explainers, targets
@@ -153,6 +153,10 @@ def explain(
         torch.manual_seed(seed)
         t0 = time.perf_counter()
         scores, infos = exp.attribute(model, items, fn)
+        op = getattr(exp, "mask", None)
+        if op is not None:  # the operator actually applied, e.g. deletion on prompted decoders
+            used = applied_operator(model, op)
+            infos = [{**info, "operator": used} for info in infos]
         per = (time.perf_counter() - t0) / max(len(items), 1)
         for k, (it, sc, info) in enumerate(zip(items, scores, infos, strict=True)):
             ex_pair = it.enc.pair
@@ -163,7 +167,7 @@ def explain(
                 probs=_softmax(it.logits), explainer=exp.name, params=exp.params(),
                 granularity=granularity, target_fn=target_fn, model_id=model.model_id,
                 model_revision=model.revision, seed=seed, runtime_s=per, info=info,
-                versions=ver))
+                versions=ver, binary=type(exp).binary))
     return [e for row in results for e in row]
 
 

@@ -4,6 +4,12 @@
 to reproduce it travels with it: explainer name and hyper-parameters, model id and revision,
 target function, seed, granularity, library versions, runtime.
 
+``binary`` marks a *selection* rather than a ranking: the explainer picked a set of units (e.g.
+``self_explanation``: the words an LLM lists), scores are 1 for selected units and 0 otherwise,
+and metrics score the selected set itself (:func:`faithscope.metrics.base.selection`) instead
+of the "top k by score". It is set by :func:`faithscope.explain` from the explainer class's
+``binary`` flag, saved in every format, and files written before it existed load as False.
+
 Example
 -------
 >>> import numpy as np
@@ -56,6 +62,7 @@ class Explanation:
     runtime_s: float = 0.0
     info: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
+    binary: bool = False  # scores are a 0/1 selection of units, not a ranking
 
     def __post_init__(self) -> None:
         scores = np.asarray(self.scores, dtype=np.float32)
@@ -64,6 +71,12 @@ class Explanation:
                 f"scores must be targets x units = {(len(self.targets), len(self.units))}, "
                 f"got {scores.shape}"
             )
+        if not isinstance(self.binary, bool | np.bool_):
+            raise ValueError(f"binary must be a bool, got {self.binary!r}")
+        object.__setattr__(self, "binary", bool(self.binary))
+        if self.binary and not np.isin(scores, (0.0, 1.0)).all():
+            raise ValueError("a binary explanation's scores must be 0 (not selected) or 1 "
+                             "(selected)")
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "probs", np.asarray(self.probs, dtype=np.float32))
 
@@ -82,6 +95,12 @@ class Explanation:
             return self.scores[0]
         return self.scores[self.targets.index(target)]
 
+    def selected(self, target: int | None = None) -> np.ndarray:
+        """Boolean mask of the units a binary explanation selects (score 1) for ``target``."""
+        if not self.binary:
+            raise ValueError(f"{self.explainer}: not a binary explanation (a ranking)")
+        return self.row(target) > 0
+
     def top_k(self, k: int, target: int | None = None, *, by: str = "value") -> list[int]:
         """Indices of the ``k`` highest-scoring units (``by="abs"`` ranks by magnitude)."""
         s = self.row(target)
@@ -90,6 +109,10 @@ class Explanation:
         return [int(i) for i in order[: max(0, k)]]
 
     def normalized(self, kind: str = "l1") -> Explanation:
+        """Scores normalised per row (:func:`normalize`); a binary explanation (a selection,
+        not a scale) is returned unchanged."""
+        if self.binary:
+            return self
         return dataclasses.replace(self, scores=normalize(self.scores, kind))
 
     def equals(self, other: Explanation, *, atol: float = 0.0) -> bool:
@@ -127,6 +150,7 @@ class Explanation:
         d["probs"] = np.asarray(d["probs"], dtype=np.float32)
         d["targets"] = tuple(int(t) for t in d["targets"])
         d["target_labels"] = tuple(d["target_labels"])
+        d["binary"] = bool(d.get("binary") or False)  # absent from files written before it
         return cls(**d)
 
     # ------------------------------------------------------------- display

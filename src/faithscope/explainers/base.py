@@ -27,6 +27,22 @@ else:
     torch = lazy_import("torch")
 
 OPERATORS = ("mask", "pad", "unk", "delete")
+_FALLBACK = {"mask": ("mask", "unk", "pad"), "unk": ("unk", "pad"), "pad": ("pad",)}
+
+
+def applied_operator(adapter: object, operator: str) -> str:
+    """The masking operator ``operator`` actually applies on ``adapter``: its own answer when it
+    has one (``mask_operator``: prompted decoders and generated text delete), else the token a
+    classifier's ``mask`` falls back to (``unk``, ``pad``) when its tokenizer has no mask token.
+    Recorded in every explanation's ``info["operator"]`` (what was used, not what was asked)."""
+    own = getattr(adapter, "mask_operator", None)
+    if callable(own):
+        return str(own(operator))
+    tok = getattr(adapter, "tokenizer", None)
+    if operator not in _FALLBACK or tok is None:
+        return operator
+    return next((n for n in _FALLBACK[operator] if getattr(tok, f"{n}_token_id", None)
+                 is not None), operator)
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,8 @@ class Explainer:
     uses_model_internals: ClassVar[bool] = False
     stochastic: ClassVar[bool] = False
     needs_generation: ClassVar[bool] = False  # needs a model that generates text
+    # True: scores are a 0/1 selection of units (Explanation.binary), scored as a set
+    binary: ClassVar[bool] = False
 
     def params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

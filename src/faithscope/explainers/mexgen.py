@@ -15,6 +15,12 @@ They write unit masks like every perturbation explainer, so they run on classifi
   removed units; ``phi_i = sum_S [f(x - S) - f(x - S - i)] / ((K' + 1) C(m, |S|))`` over subsets
   S of its ``m`` neighbours with ``|S| <= K' = min(K, m)``.
 
+Removed units are realised by the explainer's ``mask`` operator. On generated text
+(:func:`~faithscope.generation.explain_generation`) and on prompted decoders
+(:class:`~faithscope.models.prompted.PromptClassifier`) the default deletes the unit's text, as
+MExGen does; ``info["operator"]`` records the operator actually applied (e.g. ``delete``, or
+``unk`` where a classifier's tokenizer has no mask token).
+
 Reference: Monteiro Paes, Wei et al. 2025, "Multi-Level Explanations for Generative Language
 Models" (ACL), Sections 3.2-3.3.
 
@@ -49,6 +55,10 @@ class MExGenLOO(LeaveOneOut):
     """MExGen's leave-one-out: score(u) = f(x) - f(x without u)."""
 
     name = "mexgen_loo"
+
+    def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
+                  target_fn: TargetFn) -> Result:
+        return super().attribute(adapter, items, target_fn)
 
 
 def clime_subsets(n: int, k_max: int, budget: int, rng: np.random.Generator

@@ -7,9 +7,12 @@ asks for the words behind it; the generated answer is parsed into a word mask ov
 numbering, "and"), quotes, casing and punctuation are tolerated, phrases are matched as runs of
 consecutive units (items of up to three words that do not occur verbatim are matched word by
 word; longer ones are prose, not a list), and words that are not in the text are reported in
-``info["unmatched"]`` rather than guessed. Scores are 1 for listed units and 0 otherwise, so the explanation is
-scored by plausibility (F1 against human rationales) and faithfulness (flip rate, sufficiency
-and comprehensiveness after masking those words) like any attribution.
+``info["unmatched"]`` rather than guessed. Scores are 1 for listed units and 0 otherwise, and
+the explanation is flagged ``binary``: metrics score the listed set itself, as a set (F1
+against human rationales; flip rate, sufficiency and comprehensiveness after masking exactly
+those words), never "the top k by score", so an answer that lists nothing scores F1 = 0 and
+removes nothing; the ``coverage`` metric reports the share of answers that list any word of the
+text.
 
 Templates (``template`` picks one of ``templates``, or give your own with ``{text}``,
 ``{pair}`` and ``{label}``) follow the phrasings compared by Fayyaz et al. 2024.
@@ -107,6 +110,7 @@ class SelfExplanation(Explainer):
 
     name = "self_explanation"
     needs_generation = True
+    binary = True
     template: int | str = 0
     max_new_tokens: int = 48
 

@@ -5,16 +5,31 @@ prompt into units (rule-based :mod:`faithscope.segment`), and runs any perturbat
 (``mexgen_loo``, ``mexgen_clime``, ``mexgen_lshap``, ``lime``, ``kernel_shap``,
 ``partition_shap``, ``leave_one_out``) on them: the explainers write unit masks as they do for
 classifiers, and :class:`ScalarizedLM` turns every mask of every prompt into a perturbed prompt
-(removed units dropped, or replaced by ``replacement``) and scores all of them with the
-scalarizer in one virtual batch. Local models also take the gradient family (``gradient``,
-``gradient_x_input``, ``integrated_gradients``) on the log-probability of the output (whole, or
-per output token with ``per_token``).
+and scores all of them with the scalarizer in one virtual batch. Local models also take the
+gradient family (``gradient``, ``gradient_x_input``, ``integrated_gradients``) on the
+log-probability of the output (whole, or per output token with ``per_token``); IG starts from
+the explainer's own ``baseline`` (see :mod:`faithscope.generation.gradients`).
+
+Perturbation operator: removed units are *deleted* from the prompt text (MExGen's default,
+ICX360's ``replacement_str=""``), whatever the explainer's ``mask`` says by default: a decoder
+has no mask token, and ``<unk>`` is a token such models never see in training. ``<unk>`` is
+used only when asked for: the explainer's ``mask="unk"`` (the tokenizer's unk token text), or
+``replacement="<unk>"``; ``replacement`` may be any string. The operator actually used is the
+one recorded: ``params["mask"]`` (``delete``, ``unk`` or ``replace``), ``info["operator"]`` and
+``info["replacement"]``.
 
 With ``levels=("sentence", "phrase", "word")`` (MExGen's multi-level mode) the prompt is first
-attributed at the coarsest level; the ``top_k`` (or ``top_fraction``) most important units are
-refined into their finer units and the mixed-level unit set is attributed again, down to the last
-level. The Explanation keeps the mixed units; ``info["levels"]`` names each unit's level and
-``info["queries"]`` counts the distinct perturbed prompts the model scored over all rounds.
+attributed at the coarsest level; then each round refines only units of the level just above
+it: the ``top_k`` (or ``top_fraction``) most important *sentences* are split into phrases, then
+the most important *phrases* (among the phrase-level units) into words, and the mixed-level
+unit set is attributed again after each round. A unit that was not refined keeps its level and
+never jumps two levels down. The Explanation keeps the mixed units; ``info["levels"]`` names
+each unit's level and ``info["queries"]`` counts the distinct perturbed prompts the model scored
+over all rounds.
+
+The reference output is the model's own generation (its end-of-sequence token included when it
+stopped by itself, :class:`~faithscope.models.generative.Generation`). An empty output, or a
+prompt with no units (no letters or digits), is refused with an :class:`InputError`.
 
 Reference: Monteiro Paes, Wei et al. 2025, "Multi-Level Explanations for Generative Language
 Models" (ACL).
@@ -83,20 +98,31 @@ class ScalarizedLM:
     replacement: str = ""
     queries: dict[str, int] = field(default_factory=dict)  # distinct prompts per example
 
+    def mask_operator(self, operator: str) -> str:
+        """The operator this model applies, whatever the explainer asks (see the module
+        docstring): ``delete``, ``unk`` or ``replace``."""
+        if self.replacement == "":
+            return "delete"
+        unk = getattr(getattr(self.lm, "tokenizer", None), "unk_token", None)
+        return "unk" if unk is not None and self.replacement == str(unk) else "replace"
+
     def score_unit_masks(self, items: Sequence[GenItem], masks: Sequence[np.ndarray]
                          ) -> list[np.ndarray]:
-        prompts: dict[tuple[str, str], int] = {}
+        prompts: dict[tuple[Any, str], int] = {}
+        refs: dict[Any, Generation] = {}
         plan = []
         for it, m in zip(items, masks, strict=True):
             m = np.asarray(m, dtype=bool).reshape(-1, it.n_units)
+            ref = it.reference
+            rkey = (ref.text, tuple(int(t) for t in ref.ids), ref.eos)
+            refs.setdefault(rkey, ref)
             rows = []
             for row in m:
-                key = (it.reference.text, it.perturbed(row, self.replacement))
+                key = (rkey, it.perturbed(row, self.replacement))
                 rows.append(prompts.setdefault(key, len(prompts)))
             plan.append(rows)
             self.queries[it.example_id] = self.queries.get(it.example_id, 0) + len(set(rows))
         keys = list(prompts)
-        refs = {it.reference.text: it.reference for it in items}
         values = self.scalarizer(self.lm, [p for _, p in keys], [refs[r] for r, _ in keys])
         return [np.stack([values[i] for i in rows]).astype(np.float64) for rows in plan]
 
@@ -105,20 +131,24 @@ def make_units(prompt: str, spans: Sequence[tuple[int, int]]) -> tuple[Unit, ...
     return tuple(Unit(prompt[a:b], a, b, 0, ()) for a, b in spans)
 
 
-def _refine(item: GenItem, scores: np.ndarray, level: str, *, top_k: int | None,
-            top_fraction: float | None, by: str) -> GenItem:
-    """Split the most important units of the coarsest level above ``level`` into ``level``."""
-    coarse = [i for i, lv in enumerate(item.levels) if LEVELS.index(lv) < LEVELS.index(level)]
-    if not coarse:
+def _refine(item: GenItem, scores: np.ndarray, parent: str, level: str, *,
+            top_k: int | None, top_fraction: float | None, by: str) -> GenItem:
+    """Split the most important units of level ``parent`` (the level just above ``level``
+    among the requested ones) into ``level`` units; every other unit is kept as it is.
+
+    Only ``parent``-level units compete: a coarser unit left unrefined in an earlier round is
+    never split straight into ``level`` (MExGen refines one level at a time)."""
+    cand = [i for i, lv in enumerate(item.levels) if lv == parent]
+    if not cand:
         return item
-    s = scores[:, coarse].sum(0)
+    s = np.asarray(scores, dtype=np.float64)[:, cand].sum(0)
     key = np.abs(s) if by == "abs" else s
-    n = top_k if top_k is not None else max(1, int(np.ceil((top_fraction or 0.0) * len(coarse))))
-    chosen = {coarse[j] for j in np.argsort(-key, kind="stable")[:n]}
+    n = top_k if top_k is not None else max(1, int(np.ceil((top_fraction or 0.0) * len(cand))))
+    chosen = {cand[j] for j in np.argsort(-key, kind="stable")[:n]}
     spans, levels = [], []
     for i, (u, lv) in enumerate(zip(item.units, item.levels, strict=True)):
         sub = segment(item.prompt, level, u.start, u.end) if i in chosen else []
-        if len(sub) > 1 or (sub and i in chosen):
+        if sub:
             spans += sub
             levels += [level] * len(sub)
         else:
@@ -126,6 +156,39 @@ def _refine(item: GenItem, scores: np.ndarray, level: str, *, top_k: int | None,
             levels.append(lv)
     return GenItem(item.example_id, item.prompt, make_units(item.prompt, spans), tuple(levels),
                    item.reference, item.targets, item.seed)
+
+
+def _short(text: str, n: int = 60) -> str:
+    return repr(text if len(text) <= n else text[: n - 1] + "\u2026")
+
+
+def perturbation_operator(lm: Any, explainer: Any, replacement: str | None
+                          ) -> tuple[str, str]:
+    """``(operator, replacement text)`` that removes a unit from a prompt: ``("delete", "")``
+    by default (the explainer's default ``mask``, or ``mask="delete"``), ``("unk", "<unk>")``
+    for ``mask="unk"`` or a ``replacement`` equal to the tokenizer's unk token, and
+    ``("replace", text)`` for any other ``replacement`` string."""
+    op = getattr(explainer, "mask", None)
+    unk = getattr(getattr(lm, "tokenizer", None), "unk_token", None)
+    if replacement is not None:
+        if not isinstance(replacement, str):
+            raise InputError(f"replacement must be a string, got {replacement!r}")
+        if op in ("unk", "pad"):
+            raise InputError(f"{explainer.name}: give either mask={op!r} or replacement=, "
+                             "not both")
+        if replacement == "":
+            return "delete", ""
+        return ("unk" if unk is not None and replacement == str(unk) else "replace"), replacement
+    if op in (None, "mask", "delete"):
+        return "delete", ""
+    if op == "unk":
+        if unk is None:
+            raise InputError(f"{explainer.name}: mask='unk' needs a model whose tokenizer has an "
+                             "unk token; use replacement= for a text replacement")
+        return "unk", str(unk)
+    raise InputError(f"{explainer.name}: on generated text mask must be 'mask' or 'delete' "
+                     f"(the unit's text is deleted) or 'unk', got {op!r}; use replacement= for "
+                     "any other text")
 
 
 def explain_generation(
@@ -138,12 +201,17 @@ def explain_generation(
     top_k: int | None = None,
     top_fraction: float | None = 0.3,
     refine_by: str = "value",
-    replacement: str = "",
+    replacement: str | None = None,
     references: Sequence[Generation] | None = None,
     ids: Sequence[str] | None = None,
     seed: int = 0,
 ) -> list[Explanation]:
-    """Explain each prompt's generated output with one explainer; see the module docstring."""
+    """Explain each prompt's generated output with one explainer; see the module docstring.
+
+    ``replacement``: text that replaces a removed unit (default: none, the unit is deleted;
+    ``"<unk>"`` asks for the unk token explicitly). ``references``: outputs to explain instead
+    of generating them.
+    """
     from ..api import make_explainer
     from ..api import versions as _versions
 
@@ -151,7 +219,7 @@ def explain_generation(
         prompts = [prompts]
     levels = tuple(levels)
     if not levels or any(lv not in LEVELS for lv in levels) or list(levels) != sorted(
-            levels, key=LEVELS.index):
+            levels, key=LEVELS.index) or len(set(levels)) != len(levels):
         raise InputError(f"levels must be coarse-to-fine names among {LEVELS}, got {levels}")
     if refine_by not in ("value", "abs"):
         raise InputError("refine_by must be 'value' or 'abs'")
@@ -161,16 +229,31 @@ def explain_generation(
         raise InputError(f"top_fraction must be in (0, 1], got {top_fraction!r}")
     if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
         raise InputError("prompt is empty or whitespace-only")
+    first: list[list[tuple[int, int]]] = []
+    for p in prompts:
+        spans = segment(p, levels[0])
+        if not spans:
+            raise InputError(f"prompt {_short(p)} has no {levels[0]} units to attribute "
+                             "(no letters or digits)")
+        first.append(spans)
     exp = make_explainer(explainer)  # every check above and here runs before generation
     scal = get_scalarizer(target_fn)
+    operator, rep = ("none", "") if exp.uses_model_internals else \
+        perturbation_operator(lm, exp, replacement)
     refs = list(references) if references is not None else lm.generate(list(prompts))
+    if len(refs) != len(prompts):
+        raise InputError(f"{len(refs)} references for {len(prompts)} prompts")
     ids = list(ids) if ids is not None else [str(i) for i in range(len(prompts))]
     items = []
-    for pid, p, ref in zip(ids, prompts, refs, strict=True):
-        spans = segment(p, levels[0]) or [(0, len(p.rstrip()))]
+    for pid, p, ref, spans in zip(ids, prompts, refs, first, strict=True):
+        if not ref.text.strip():
+            raise InputError(f"the model generated an empty output for prompt {_short(p)}; "
+                             "nothing to explain")
+        if not len(ref.ids) and hasattr(lm, "output_ids"):  # a given text: score its tokens
+            ref = Generation(ref.prompt, ref.text, lm.output_ids(ref.text), ref.eos)
         items.append(GenItem(pid, p, make_units(p, spans), (levels[0],) * len(spans), ref,
                              tuple(range(scal.n_targets(ref))), seed))
-    model = ScalarizedLM(lm, scal, replacement)
+    model = ScalarizedLM(lm, scal, rep)
     attribute: Any = exp.attribute  # duck-typed: GenItems and a ScalarizedLM "adapter"
     if exp.uses_model_internals:
         if exp.name not in GRADIENT_EXPLAINERS or not isinstance(scal, LogProb) or \
@@ -186,24 +269,33 @@ def explain_generation(
     t0 = time.perf_counter()
     rounds: list[list[int]] = [[it.n_units for it in items]]
     scores, infos = attribute(model, items, scal)
-    for level in levels[1:]:
-        items = [_refine(it, sc, level, top_k=top_k, top_fraction=top_fraction, by=refine_by)
-                 for it, sc in zip(items, scores, strict=True)]
+    for parent, level in zip(levels, levels[1:]):
+        items = [_refine(it, sc, parent, level, top_k=top_k, top_fraction=top_fraction,
+                         by=refine_by) for it, sc in zip(items, scores, strict=True)]
         rounds.append([it.n_units for it in items])
         scores, infos = attribute(model, items, scal)
     per = (time.perf_counter() - t0) / max(len(items), 1)
     ver = _versions()
+    params = exp.params()
+    used: dict[str, Any] = {}
+    if not exp.uses_model_internals:
+        used = {"operator": operator, "replacement": rep}
+        if "mask" in params:
+            params["mask"] = operator
     out = []
     for k, (it, sc, info) in enumerate(zip(items, scores, infos, strict=True)):
+        if "baseline" in params and "baseline" in info:
+            params["baseline"] = info["baseline"]  # the baseline IG integrated from
         out.append(Explanation(
             example_id=it.example_id, text=it.prompt, pair=None, units=it.units,
             scores=np.asarray(sc, dtype=np.float32), targets=it.targets,
             target_labels=scal.target_labels(it.reference), probs=np.ones(1, np.float32),
-            explainer=exp.name, params=exp.params(), granularity="+".join(levels),
+            explainer=exp.name, params=dict(params), granularity="+".join(levels),
             target_fn=scal.name, model_id=getattr(lm, "model_id", "unknown"),
             model_revision=getattr(lm, "revision", None), seed=seed, runtime_s=per,
-            info={**info, "output": it.reference.text,
-                  "output_ids": [int(t) for t in it.reference.ids], "levels": list(it.levels),
+            info={**info, **used, "output": it.reference.text,
+                  "output_ids": [int(t) for t in it.reference.ids],
+                  "output_eos": bool(it.reference.eos), "levels": list(it.levels),
                   "queries": model.queries.get(it.example_id, 0),
                   "units_per_round": [r[k] for r in rounds]},
             versions=ver))

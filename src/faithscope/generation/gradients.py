@@ -3,10 +3,12 @@ of the output's log-probability (whole output, or each output token) w.r.t. the 
 embeddings, pooled into the prompt's units by character offsets.
 
 Gradients do not depend on the units, so a multi-level explanation costs one pass: the token
-scores are pooled into whatever mix of units the refinement produces. IG integrates from a zero
-embedding on the prompt's own tokens (template tokens kept) with Gauss-Legendre steps;
-``info["attribution_sum"]`` should equal log p(output | prompt) - log p(output | zeroed prompt)
-(completeness).
+scores are pooled into whatever mix of units the refinement produces. IG integrates from the
+explainer's ``baseline`` on the prompt's own tokens (template and special tokens kept): ``zero``
+(a zero embedding) or a token's embedding (``pad``, ``unk``, ``mask``, resolved as for
+classifiers), with the explainer's quadrature; the baseline used is the one recorded
+(``params["baseline"]``, ``info["baseline"]``), and ``info["attribution_sum"]`` should equal
+log p(output | prompt) - log p(output | baseline prompt) (completeness).
 
 Example
 -------
@@ -79,10 +81,16 @@ def _token_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token: b
     outs = [it.reference.ids for it in items]
     if any(len(o) == 0 for o in outs):
         raise InputError(f"{name}: a reference output is empty or has no token ids")
-    alphas, weights = (integration_points(explainer.n_steps, explainer.method)
-                       if name == "integrated_gradients" else (np.ones(1), np.ones(1)))
+    ig = name == "integrated_gradients"
+    alphas, weights = (integration_points(explainer.n_steps, explainer.method) if ig
+                       else (np.ones(1), np.ones(1)))
+    baseline = str(explainer.baseline) if ig else "zero"
     grads, embs = lm.output_gradients(prompts, outs, per_token=per_token,
-                                      alphas=alphas.tolist(), weights=weights.tolist())
+                                      alphas=alphas.tolist(), weights=weights.tolist(),
+                                      **({"baseline": baseline} if ig else {}))
+    if ig:  # IG multiplies by (input - baseline); the others by the input
+        embs = [x - b for x, b in zip(embs, lm.baseline_embeddings(prompts, baseline),
+                                      strict=True)]
     out = []
     for it, g, x in zip(items, grads, embs, strict=True):
         _, offs = lm.prompt_encoding(it.prompt)
@@ -94,7 +102,8 @@ def _token_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token: b
             own = (offs[:, 0] >= 0)[None, :, None]
             tok, how = (g * np.where(own, x[None], 0.0)).sum(-1), "sum"
         info: dict[str, Any] = {"backwards": len(g) * len(alphas)}
-        if name == "integrated_gradients":
+        if ig:
             info["attribution_sum"] = tok.sum(-1).tolist()
+            info["baseline"] = baseline
         out.append((tok, offs, how, info))
     return out

@@ -7,9 +7,11 @@ takes a target (``target_fn=``), from their own registry (``faithscope list targ
 
 * ``log_prob``: log-probability of the reference output given the prompt, by teacher forcing
   (one forward per prompt; ``per_token=True`` gives one column per output token; ``mean``
-  averages over tokens);
+  averages over tokens). The reference's token ids include its end-of-sequence token when the
+  model generated one, so the probability of stopping there is part of the score;
 * ``summary_prob``: the same under a separate local *scorer* LM (e.g. a summariser scoring the
-  black-box model's summary; Monteiro Paes et al. 2025);
+  black-box model's summary; Monteiro Paes et al. 2025): the reference text is tokenized by the
+  scorer, followed by the scorer's end-of-sequence token when the reference ended with one;
 * text-only, for any model including one behind an HTTP endpoint: the prompt is re-generated
   and compared with the reference text by ``cosine`` (sentence-embedding cosine with a local
   encoder), ``bertscore`` (F1 of greedy cosine matching of contextual token embeddings; Zhang et
@@ -60,6 +62,14 @@ class Scalarizer:
         raise NotImplementedError
 
 
+def ends_with_eos(lm: Any, reference: Generation) -> bool:
+    """Whether the reference output stopped with an end-of-sequence token of ``lm``."""
+    if reference.eos:
+        return True
+    stops = getattr(lm, "stop_ids", ())
+    return bool(len(reference.ids)) and int(reference.ids[-1]) in stops
+
+
 @scalarizers.register("log_prob")
 @dataclass(frozen=True, kw_only=True)
 class LogProb(Scalarizer):
@@ -87,8 +97,19 @@ class LogProb(Scalarizer):
     def __call__(self, lm: Any, prompts: Sequence[str], references: Sequence[Generation]
                  ) -> list[np.ndarray]:
         scorer = self.scorer(lm)
-        ids = {r.text: r.ids if scorer is lm else scorer.output_ids(r.text) for r in references}
-        lps = scorer.output_logprobs(list(prompts), [ids[r.text] for r in references])
+        if scorer is lm:
+            outs = [r.ids for r in references]
+        else:
+            own: dict[tuple[str, bool], np.ndarray] = {}
+            for r in references:
+                key = (r.text, ends_with_eos(lm, r))
+                if key not in own:
+                    ids = scorer.output_ids(r.text)
+                    eos = getattr(getattr(scorer, "tokenizer", None), "eos_token_id", None)
+                    own[key] = np.append(ids, eos).astype(np.int64) if key[1] and \
+                        eos is not None else ids
+            outs = [own[(r.text, ends_with_eos(lm, r))] for r in references]
+        lps = scorer.output_logprobs(list(prompts), outs)
         if self.per_token:
             return [lp if len(lp) else np.zeros(1) for lp in lps]
         return [np.array([lp.mean() if self.mean and len(lp) else lp.sum()]) for lp in lps]

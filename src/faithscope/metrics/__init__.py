@@ -4,7 +4,7 @@ explanation attacks)."""
 
 from .analysis import Analysis, curve_table, similarity
 from .attack import ExplanationAttack, ExplanationAttackConstrained, attack, attack_table
-from .base import FAMILIES, EvalItem, Metric, get_metric, n_top
+from .base import FAMILIES, EvalItem, Metric, get_metric, n_covering, n_top, selection, unit_sizes
 from .faithfulness import (
     AopcComprehensiveness,
     AopcSufficiency,
@@ -12,18 +12,20 @@ from .faithfulness import (
     DeletionCurve,
     FlipRate,
     InsertionCurve,
+    PerturbationCurve,
     Sufficiency,
 )
 from .ground_truth import GtOverlap, MeanRank
-from .plausibility import Auprc, IouF1, TokenF1
+from .plausibility import Auprc, Coverage, IouF1, TokenF1
 from .robustness import AvgSensitivity, AvgSensitivityWord, MaxSensitivity, MaxSensitivityWord
 from .sanity import Randomization, RandomizationIndependent, randomization_steps
 
 __all__ = [
     "FAMILIES", "Analysis", "AopcComprehensiveness", "AopcSufficiency", "Auprc",
-    "AvgSensitivity", "AvgSensitivityWord", "Comprehensiveness", "DeletionCurve", "EvalItem",
-    "ExplanationAttack", "ExplanationAttackConstrained", "FlipRate", "GtOverlap",
+    "AvgSensitivity", "AvgSensitivityWord", "Comprehensiveness", "Coverage", "DeletionCurve",
+    "EvalItem", "ExplanationAttack", "ExplanationAttackConstrained", "FlipRate", "GtOverlap",
     "InsertionCurve", "IouF1", "MaxSensitivity", "MaxSensitivityWord", "MeanRank", "Metric",
-    "Randomization", "RandomizationIndependent", "Sufficiency", "TokenF1", "attack",
-    "attack_table", "curve_table", "get_metric", "n_top", "randomization_steps", "similarity",
+    "PerturbationCurve", "Randomization", "RandomizationIndependent", "Sufficiency", "TokenF1",
+    "attack", "attack_table", "curve_table", "get_metric", "n_covering", "n_top",
+    "randomization_steps", "selection", "similarity", "unit_sizes",
 ]

@@ -6,6 +6,15 @@ evaluator scores the masks of every metric and every explanation in one virtual 
 the adapter, and :meth:`Metric.from_probs` turns the probabilities into a value. Metrics that
 only compare scores with a reference mask implement :meth:`Metric.value`.
 
+Rankings and selections. Every metric asks for "the most important units" through
+:meth:`Metric.top_units` (k units) or :meth:`Metric.top_masks` (one set per fraction), and
+this is the ONE place where an explanation's kind matters. A ranking (any attribution) gives
+its top ``k`` units by score, ties to the earlier unit. A *binary* explanation
+(``Explanation.binary``: a selected set, e.g. ``self_explanation``) gives exactly its selected
+units (:func:`selection`), whatever ``k`` or the fraction: an empty selection is an empty set
+(F1 = 0, nothing removed), never "the first k units in tie order"; and removal metrics over
+several fractions (AOPC, curves) see one set, the selection, instead of one per fraction.
+
 Example
 -------
 >>> from faithscope.metrics import get_metric
@@ -18,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -26,6 +37,7 @@ import numpy as np
 from ..explanation import Explanation
 from ..models.adapter import InputError
 from ..registry import metrics
+from ..units import Unit
 
 FAMILIES = ("faithfulness", "ground_truth", "plausibility")
 
@@ -80,11 +92,50 @@ class Metric:
                    ) -> tuple[float, dict[str, Any]]:
         raise NotImplementedError
 
-    def ranking(self, item: EvalItem) -> np.ndarray:
-        """Unit indices from most to least important (ties: earlier unit first)."""
+    def ranking(self, item: EvalItem, weights: np.ndarray | None = None) -> np.ndarray:
+        """Unit indices from most to least important (ties: earlier unit first). With
+        ``weights`` (e.g. words per unit), units are ranked by score per weight, a weight
+        below 1 counting as 1."""
         s = item.explanation.row(item.target).astype(np.float64)
         key = np.abs(s) if self.by == "abs" else s
+        if weights is not None:
+            key = key / np.maximum(np.asarray(weights, dtype=np.float64), 1.0)
         return np.argsort(-key, kind="stable")
+
+    def top_units(self, item: EvalItem, k: int) -> np.ndarray:
+        """Bool mask of the ``k`` most important units; for a binary explanation, exactly
+        its selected units (``k`` is ignored; the mask may be empty)."""
+        sel = selection(item)
+        if sel is not None:
+            return sel
+        return top_mask(item, self.ranking(item), k)
+
+    def top_masks(self, item: EvalItem, fractions: Sequence[float],
+                  weights: np.ndarray | None = None) -> np.ndarray:
+        """The most important units covering each fraction, as bool rows (fractions x units).
+
+        A ranking: for each fraction ``f`` the shortest prefix of :meth:`ranking` whose weight
+        reaches ``f`` of the total (:func:`n_covering`; without ``weights`` every unit weighs 1
+        and this is :func:`n_top`, ceil(f * n) units). A binary explanation: ONE row, its
+        selection, whatever the fractions (a selection has no order to take prefixes of)."""
+        n = item.n_units
+        sel = selection(item)
+        if sel is not None:
+            return sel.reshape(1, n)
+        order = self.ranking(item, weights)
+        if weights is None:
+            ks = [n_top(f, n) for f in fractions]
+        else:
+            w = np.asarray(weights, dtype=np.float64)[order]
+            ks = [n_covering(f, w) for f in fractions]
+        return np.array([top_mask(item, order, k) for k in ks], dtype=bool).reshape(len(ks), n)
+
+
+def selection(item: EvalItem) -> np.ndarray | None:
+    """The units a binary explanation selects for the explained target (a bool mask), or
+    None when the explanation is a ranking (``Explanation.binary`` is False)."""
+    e = item.explanation
+    return e.selected(item.target) if e.binary else None
 
 
 def n_top(fraction: float, n: int) -> int:
@@ -92,6 +143,41 @@ def n_top(fraction: float, n: int) -> int:
     if n == 0:
         return 0
     return int(min(n, max(1, math.ceil(fraction * n - 1e-9))))
+
+
+def n_covering(fraction: float, weights: np.ndarray) -> int:
+    """The shortest prefix of ``weights`` (in rank order) whose sum reaches ``fraction`` of
+    the total: the smallest k >= 1 with w_1 + ... + w_k >= fraction * sum(w); with unit
+    weights this is :func:`n_top`. 0 when there are no units; all when the total is 0."""
+    w = np.asarray(weights, dtype=np.float64)
+    if len(w) == 0:
+        return 0
+    total = float(w.sum())
+    if total <= 0:
+        return len(w)
+    k = int(np.searchsorted(np.cumsum(w), fraction * total - 1e-9, side="left")) + 1
+    return int(min(len(w), max(1, k)))
+
+
+_WORDS = re.compile(r"\w+")
+UNIT_SIZES = ("units", "words", "tokens")
+
+
+def unit_sizes(units: Sequence[Unit], of: str) -> np.ndarray:
+    """Size of each unit: 1 (``"units"``), its number of words (``"words"``: matches of the
+    regex ``\\w+`` in ``unit.text``; a punctuation unit has 0) or of model tokens
+    (``"tokens"``: ``len(unit.tokens)``). Units of explanations of generated text carry no
+    tokens: ``"tokens"`` is refused for them."""
+    if of == "units":
+        return np.ones(len(units))
+    if of == "words":
+        return np.array([len(_WORDS.findall(u.text)) for u in units], dtype=np.float64)
+    if of == "tokens":
+        if units and not any(u.tokens for u in units):
+            raise InputError("counting tokens needs units with model tokens (explanations of "
+                             "classifiers); these units have none: count 'words'")
+        return np.array([len(u.tokens) for u in units], dtype=np.float64)
+    raise InputError(f"unit sizes are counted in one of {UNIT_SIZES}, got {of!r}")
 
 
 def top_mask(item: EvalItem, order: np.ndarray, k: int) -> np.ndarray:

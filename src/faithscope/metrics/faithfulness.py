@@ -8,6 +8,16 @@ same masking operators the explainers use. ``p`` is the probability of the expla
 * sufficiency       = p(x) - p(only the top-k units)       (lower is better)
 * aopc_*            = the mean of the above over the bins (default 1, 5, 10, 20, 50 %)
 
+Binary explanations (``Explanation.binary``: a selected set of units, e.g. the words an LLM
+lists with ``self_explanation``) are scored on their selection: the "top units" are exactly the
+selected ones, whatever ``fraction`` (:meth:`Metric.top_masks`). Metrics over several fractions
+(AOPC, deletion/insertion/perturbation curves) then make ONE removal, the selection: AOPC equals
+comprehensiveness (or sufficiency) of the selection, a curve has the two points x = 0 and x =
+the share of the text the selection covers (its value: the mean of the two, or for
+``perturbation_curve`` the one drop), uncapped by ``max_fraction``. An empty selection removes
+nothing: comprehensiveness 0, flip rate 0, a deletion curve flat at p(x) (sufficiency and the
+insertion curve keep nothing: the empty input).
+
 References: DeYoung et al. 2020, "ERASER: A Benchmark to Evaluate Rationalized NLP Models";
 Samek et al. 2017 (AOPC); Petsiuk et al. 2018 (deletion/insertion); Attanasio et al. 2023
 (ferret).
@@ -32,7 +42,7 @@ import numpy as np
 
 from ..models.adapter import InputError
 from ..registry import metrics
-from .base import EvalItem, Metric, n_top, top_mask
+from .base import UNIT_SIZES, EvalItem, Metric, unit_sizes
 
 ERASER_BINS = (0.01, 0.05, 0.1, 0.2, 0.5)
 
@@ -49,16 +59,30 @@ class _Removal(Metric):
 
     keep_top = False  # False: remove the top-k units; True: keep only them
 
+    def weights(self, item: EvalItem) -> np.ndarray | None:
+        """Size of each unit on the x axis (None: every unit counts 1)."""
+        return None
+
+    def tops(self, item: EvalItem) -> np.ndarray:
+        """The top units of each fraction (rows x units); one row, the selection, for a binary
+        explanation."""
+        return self.top_masks(item, self.fractions(), self.weights(item))
+
+    def reached(self, item: EvalItem, tops: np.ndarray) -> list[float]:
+        """Share of the units (or of their weight) that each row of ``tops`` covers."""
+        w = self.weights(item)
+        w = np.ones(item.n_units) if w is None else w
+        total = float(w.sum())
+        return [float(r @ w) / total if total > 0 else 0.0 for r in tops.astype(np.float64)]
+
     def masks(self, item: EvalItem) -> np.ndarray:
-        order = self.ranking(item)
-        rows = [top_mask(item, order, n_top(f, item.n_units)) for f in self.fractions()]
-        m = np.array(rows, dtype=bool).reshape(len(rows), item.n_units)
+        m = self.tops(item)
         return m if self.keep_top else ~m
 
     def from_probs(self, item: EvalItem, full: np.ndarray, probs: np.ndarray
                    ) -> tuple[float, dict[str, Any]]:
         drops = full[item.target] - probs[:, item.target]
-        ks = [n_top(f, item.n_units) for f in self.fractions()]
+        ks = [int(r.sum()) for r in self.tops(item)]
         return float(drops.mean()), {"k": ks, "values": drops.tolist()}
 
 
@@ -142,7 +166,7 @@ class FlipRate(_Removal):
                    ) -> tuple[float, dict[str, Any]]:
         before, after = int(np.argmax(full)), int(np.argmax(probs[0]))
         k = (int(np.sum(item.reference)) if self.rationale and item.reference is not None
-             else n_top(self.fraction, item.n_units))
+             else int(self.tops(item)[0].sum()))
         return float(before != after), {"before": before, "after": after, "k": k}
 
 
@@ -161,8 +185,7 @@ class _Curve(_Removal):
 
     def curve(self, item: EvalItem, full: np.ndarray, probs: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
-        x = np.concatenate([[0.0], [n_top(f, item.n_units) / max(item.n_units, 1)
-                                    for f in self.fractions()]])
+        x = np.concatenate([[0.0], self.reached(item, self.tops(item))])
         y = np.concatenate([[self.start(item, full)], probs[:, item.target]])
         return x, y
 
@@ -206,8 +229,7 @@ class InsertionCurve(_Curve):
 
     def curve(self, item: EvalItem, full: np.ndarray, probs: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
-        x = np.concatenate([[0.0], [n_top(f, item.n_units) / max(item.n_units, 1)
-                                    for f in self.fractions()]])
+        x = np.concatenate([[0.0], self.reached(item, self.tops(item))])
         return x, probs[:, item.target]
 
 
@@ -215,16 +237,56 @@ class InsertionCurve(_Curve):
 @dataclass(frozen=True, kw_only=True)
 class PerturbationCurve(_Curve):
     """Drop of the explained quantity as the top units are removed, up to ``max_fraction``
-    (default 50 %); the value is the mean drop over the steps (area under the drop curve, as
-    MExGen's perturbation curves). Higher = the explanation finds what matters sooner. With a
-    generative model the quantity is the scalarizer (e.g. the output's log-probability)."""
+    (default 50 %) of the text; the value is the mean drop over the steps (area under the drop
+    curve, as MExGen's perturbation curves). Higher = the explanation finds what matters
+    sooner. With a generative model the quantity is the scalarizer (e.g. the output's
+    log-probability).
+
+    ``fraction_of`` sets what the x axis counts: ``"words"`` (default), ``"tokens"`` or
+    ``"units"``. With multi-level units (MExGen mixes sentences, phrases and words) a fraction
+    of *units* is no fraction of the text (the top half of the units may hold 14 % or 86 % of
+    its words), so by default the x axis is the fraction of words removed, as ICX360's
+    ``PerturbCurveEvaluator`` does with ``token_frac=True``: with ``w_u`` the size of unit
+    ``u`` (words: the number of matches of the regex ``\\w+`` in ``u.text``, 0 for a
+    punctuation unit, which moves nothing on the x axis; tokens: ``len(u.tokens)``, which
+    units of generated text lack; units: 1), units are ranked by score per word (per token),
+    ``s_u / max(w_u, 1)`` (ICX360: score divided by the unit's token count; ``by="abs"``:
+    ``|s_u| / max(w_u, 1)``), and step ``i`` removes whole units in that order, the shortest
+    prefix ``u_1 .. u_k`` (k >= 1) with
+    ``sum_{j<=k} w_{u_j} >= x_i * sum_u w_u`` for ``x_i = max_fraction * i / steps``. Whole
+    units overshoot: ``detail["x"]`` records the fractions actually reached (``detail
+    ["x_target"]`` the nominal ones). With flat one-word units ("word" granularity without
+    punctuation units) ``"words"`` equals ``"units"``, where step ``i`` removes ceil(x_i * n)
+    units. A text without any word is measured in units. A binary explanation (a selection)
+    has one step: its whole selection, at the share of the text it covers (module docstring).
+
+    References: Monteiro Paes et al. 2025 (MExGen); IBM ICX360, ``icx360/metrics/
+    perturb_curve.py`` (``eval_perturb_curve(token_frac=True)``); Samek et al. 2017.
+    """
 
     name = "perturbation_curve"  # bounds (-1, 1) hold for probabilities, not log-probabilities
     max_fraction: float = 0.5
-    reference = "Monteiro Paes et al. 2025 (MExGen); Samek et al. 2017"
+    fraction_of: str = "words"
+    reference = "Monteiro Paes et al. 2025 (MExGen); ICX360; Samek et al. 2017"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.fraction_of not in UNIT_SIZES:
+            raise InputError(f"{self.name}: fraction_of must be one of {UNIT_SIZES}, got "
+                             f"{self.fraction_of!r}")
+
+    def weights(self, item: EvalItem) -> np.ndarray | None:
+        if self.fraction_of == "units":
+            return None
+        w = unit_sizes(item.explanation.units, self.fraction_of)
+        return w if w.sum() > 0 else None
 
     def from_probs(self, item: EvalItem, full: np.ndarray, probs: np.ndarray
                    ) -> tuple[float, dict[str, Any]]:
         x, y = self.curve(item, full, probs)
         drop = y[0] - y[1:]
-        return float(drop.mean()), {"x": x.tolist(), "y": y.tolist()}
+        detail: dict[str, Any] = {"x": x.tolist(), "y": y.tolist(),
+                                  "fraction_of": self.fraction_of}
+        if not item.explanation.binary:  # a selection is removed at once, at no nominal x
+            detail["x_target"] = list(self.fractions())
+        return float(drop.mean()), detail

@@ -4,9 +4,18 @@
 * iou_f1: ERASER's span-level F1: the top-k units form contiguous predicted spans; a predicted
   span matches a gold span when their IOU >= 0.5; F1 of matched predicted / gold spans.
 * auprc: area under the precision-recall curve of the soft scores (average precision).
+* coverage: 1 if a binary explanation selects any unit of the text, else 0 (its mean: the share
+  of answers that select anything); NaN for rankings. Needs no rationale.
 
 Values are per example (instance-level) and averaged by the evaluator. Examples without a
 rationale (or with an empty one) get NaN and are left out of the averages.
+
+Binary explanations (``Explanation.binary``, e.g. ``self_explanation``) are scored as sets:
+token_f1 and iou_f1 compare the selected units themselves with the rationale (``k`` is ignored),
+so an empty selection scores F1 = 0 wherever the rationale lies. auprc takes the 0/1 scores as
+they are: two tie groups, so it interpolates between the selection's (recall, precision) and
+(1, the rationale's share of units), and an empty selection scores that base rate, the average
+precision of a constant score.
 
 Reference: DeYoung et al. 2020 (ERASER), section 4.1.
 
@@ -28,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..registry import metrics
-from .base import EvalItem, Metric, top_mask
+from .base import EvalItem, Metric, selection
 
 
 def spans(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -79,11 +88,12 @@ class _Plausibility(Metric):
     k: int | None = None  # None: the size of the human rationale
 
     def predicted(self, item: EvalItem) -> np.ndarray | None:
+        """The predicted rationale: the top-k units, or a binary explanation's selection."""
         ref = item.reference
         if ref is None or not np.any(ref):
             return None
         k = int(np.sum(ref)) if self.k is None else min(self.k, item.n_units)
-        return top_mask(item, self.ranking(item), k)
+        return self.top_units(item, k)
 
 
 @metrics.register("token_f1")
@@ -119,7 +129,7 @@ class IouF1(_Plausibility):
         ps, gs = spans(pred), spans(np.asarray(item.reference, dtype=bool))
         matched_p = sum(any(iou(a, b) >= self.threshold for b in gs) for a in ps)
         matched_g = sum(any(iou(a, b) >= self.threshold for a in ps) for b in gs)
-        p, r = matched_p / len(ps), matched_g / len(gs)
+        p, r = matched_p / max(len(ps), 1), matched_g / len(gs)  # no span predicted: P = 0
         return f1(p, r), {"precision": p, "recall": r, "pred_spans": len(ps),
                           "gold_spans": len(gs)}
 
@@ -137,3 +147,24 @@ class Auprc(_Plausibility):
             return float("nan"), {}
         s = item.explanation.row(item.target).astype(np.float64)
         return average_precision(np.abs(s) if self.by == "abs" else s, ref), {}
+
+
+@metrics.register("coverage")
+@dataclass(frozen=True, kw_only=True)
+class Coverage(Metric):
+    """1.0 if a binary explanation (a selection, e.g. ``self_explanation``) selects any unit of
+    the text, 0.0 if it selects none; its mean over examples is the share of answers that point
+    at the text at all, to read beside their F1. NaN for rankings (every attribution "covers"
+    the text), so their rows drop out of the means. Needs neither model nor rationale."""
+
+    name = "coverage"
+    family = "plausibility"
+    bounds = (0.0, 1.0)
+    reference = "faithscope; for LLM self-explanations (Fayyaz et al. 2024)"
+
+    def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:
+        sel = selection(item)
+        if sel is None:
+            return float("nan"), {}
+        n = int(sel.sum())
+        return float(n > 0), {"selected": n, "n_units": item.n_units}

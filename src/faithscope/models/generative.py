@@ -4,7 +4,12 @@ Two kernels, each taking a virtual batch of any size (rows sorted by length, pad
 chunks halved on CUDA out-of-memory like :class:`~faithscope.models.adapter.ModelAdapter`):
 
 * :meth:`GenerativeAdapter.generate`: fixed decoding (greedy by default, or beam search; no
-  sampling), so the same prompt always gives the same output;
+  sampling), so the same prompt always gives the same output. When the model stops by
+  generating its end-of-sequence token (the tokenizer's, or any of the generation config's
+  ``eos_token_id``), that token is kept as the last of :attr:`Generation.ids` (and
+  :attr:`Generation.eos` is set) while the text leaves it out: scoring the output by teacher
+  forcing (``log_prob``) then includes the model's decision to stop there, as in MExGen
+  (Monteiro Paes, Wei et al. 2025) where the reference output is the generated sequence;
 * :meth:`GenerativeAdapter.output_logprobs`: teacher forcing: the log-probability of every token
   of a fixed output given each (perturbed) prompt, one forward per row.
 
@@ -42,11 +47,14 @@ else:
 
 @dataclass(frozen=True)
 class Generation:
-    """A prompt's generated output: text and token ids (special tokens removed)."""
+    """A prompt's generated output: text and token ids. Special tokens are removed from both,
+    except that ``ids`` ends with the end-of-sequence token when the model generated one
+    (``eos`` is then True): the stop is part of what the model produced and is scored."""
 
     prompt: str
     text: str
     ids: np.ndarray
+    eos: bool = False
 
 
 @dataclass(eq=False)
@@ -86,6 +94,15 @@ class GenerativeAdapter(Chunked):
     def uses_chat(self) -> bool:
         has = bool(getattr(self.tokenizer, "chat_template", None))
         return has if self.chat is None else bool(self.chat)
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """End-of-sequence ids: the tokenizer's and those of the generation config."""
+        ids = {self.tokenizer.eos_token_id}
+        cfg = getattr(self.model, "generation_config", None)
+        extra = getattr(cfg, "eos_token_id", None)
+        ids |= set(extra) if isinstance(extra, list | tuple) else {extra}
+        return frozenset(int(i) for i in ids if i is not None)
 
     def prompt_ids(self, prompt: str) -> np.ndarray:
         """Token ids the model reads for ``prompt`` (chat template applied when in use)."""
@@ -136,10 +153,13 @@ class GenerativeAdapter(Chunked):
     # -------------------------------------------------------------- kernels
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int | None = None
                  ) -> list[Generation]:
-        """Outputs of every prompt with fixed decoding (greedy, or beam search), batched."""
+        """Outputs of every prompt with fixed decoding (greedy, or beam search), batched. An
+        output that stops with an end-of-sequence token keeps it as its last id (not in the
+        text); one cut by ``max_new_tokens`` has none."""
         ids = [self.prompt_ids(p) for p in prompts]
         out: list[Generation | None] = [None] * len(prompts)
         special = set(self.tokenizer.all_special_ids)
+        stops = self.stop_ids
         n_new = max_new_tokens or self.max_new_tokens
 
         def run(idx: np.ndarray) -> None:
@@ -148,14 +168,16 @@ class GenerativeAdapter(Chunked):
                 gen = self.model.generate(
                     input_ids=x, attention_mask=mask, max_new_tokens=n_new, do_sample=False,
                     num_beams=self.num_beams, pad_token_id=self.tokenizer.pad_token_id)
-            new = gen if self.encoder_decoder else gen[:, x.shape[1]:]
+            # encoder-decoder outputs start with the decoder start token, not generated
+            new = gen[:, 1:] if self.encoder_decoder else gen[:, x.shape[1]:]
             for r, i in enumerate(idx):
                 toks = [int(t) for t in new[r].tolist()]
-                if self.tokenizer.eos_token_id in toks:
-                    toks = toks[: toks.index(self.tokenizer.eos_token_id)]
-                toks = [t for t in toks if t not in special]
-                text = self.tokenizer.decode(toks, skip_special_tokens=True)
-                out[i] = Generation(prompts[i], text, np.asarray(toks, dtype=np.int64))
+                stop = next((k for k, t in enumerate(toks) if t in stops), None)
+                body = [t for t in (toks if stop is None else toks[:stop]) if t not in special]
+                text = self.tokenizer.decode(body, skip_special_tokens=True)
+                kept = body if stop is None else [*body, toks[stop]]
+                out[i] = Generation(prompts[i], text, np.asarray(kept, dtype=np.int64),
+                                    eos=stop is not None)
             self.stats.forward_rows += len(idx) * n_new
 
         self._chunks(self._plan(np.array([len(i) for i in ids])), run)
@@ -204,17 +226,48 @@ class GenerativeAdapter(Chunked):
         self._chunks(self._plan(lengths), run)
         return res
 
+    def baseline_id(self, baseline: str) -> int | None:
+        """Token id of an Integrated Gradients ``baseline``: ``pad``, ``unk``, ``mask`` (falling
+        back to unk, then pad, like classifiers) or ``zero`` (None: a zero embedding)."""
+        order = {"mask": ("mask", "unk", "pad"), "unk": ("unk", "pad"), "pad": ("pad",)}
+        if baseline == "zero":
+            return None
+        if baseline not in order:
+            raise InputError(f"unknown baseline {baseline!r}: use zero, pad, unk or mask")
+        for name in order[baseline]:
+            value = getattr(self.tokenizer, f"{name}_token_id", None)
+            if value is not None:
+                return int(value)
+        raise InputError(f"the tokenizer of {self.model_id} has no {baseline} token")
+
+    def baseline_embeddings(self, prompts: Sequence[str], baseline: str = "zero"
+                            ) -> list[np.ndarray]:
+        """Per prompt, the embeddings Integrated Gradients starts from: the ``baseline``
+        (a zero vector or a token's embedding) on the prompt's own tokens, the template's and
+        special tokens' own embeddings elsewhere."""
+        bid = self.baseline_id(baseline)
+        w = self.model.get_input_embeddings().weight.detach().float().cpu().numpy()
+        out = []
+        for p in prompts:
+            ids, offs = self.prompt_encoding(p)
+            b = w[ids].astype(np.float64)
+            own = offs[:, 0] >= 0
+            b[own] = 0.0 if bid is None else w[bid]
+            out.append(b)
+        return out
+
     def output_gradients(self, prompts: Sequence[str], outputs: Sequence[np.ndarray], *,
                          per_token: bool = False, alphas: Sequence[float] = (1.0,),
-                         weights: Sequence[float] = (1.0,)
+                         weights: Sequence[float] = (1.0,), baseline: str = "zero"
                          ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Gradients of the output log-probability w.r.t. each prompt's word embeddings.
 
         Returns per prompt ``(targets x prompt length x hidden)`` gradients (one target for the
         whole output, or one per output token with ``per_token``) and the prompt embeddings.
         With ``alphas``/``weights`` the embeddings of the prompt's own tokens (not the template's)
-        are scaled by each alpha (a zero baseline) and the weighted gradients summed: the
-        Integrated Gradients quadrature.
+        are moved to ``b + alpha (x - b)`` from the ``baseline`` ``b`` (see
+        :meth:`baseline_embeddings`) and the weighted gradients summed: the Integrated
+        Gradients quadrature.
         """
         encs = [self.prompt_encoding(p) for p in prompts]
         ctx = [c for c, _ in encs]
@@ -223,6 +276,7 @@ class GenerativeAdapter(Chunked):
         rows = [(i, t, s) for i in range(len(prompts)) for t in range(n_t[i])
                 for s in range(len(alphas))]
         emb = self.model.get_input_embeddings()
+        bid = self.baseline_id(baseline)
         grads = [np.zeros((n_t[i], len(ctx[i]), emb.weight.shape[1])) for i in range(len(ctx))]
 
         def run(idx: np.ndarray) -> None:
@@ -230,12 +284,17 @@ class GenerativeAdapter(Chunked):
             inputs, offs = self._teacher_inputs([ctx[i] for i, _, _ in chosen],
                                                 [outs[i] for i, _, _ in chosen])
             with torch.no_grad():
-                base = emb(inputs["input_ids"]).float()
-                scale = torch.ones(base.shape[:2], device=self.device)
+                x = emb(inputs["input_ids"]).float()
+                b = (torch.zeros_like(x[0, 0]) if bid is None else
+                     emb(torch.tensor([bid], device=self.device))[0].float())
+                alpha = torch.ones(x.shape[:2], device=self.device)
+                own = torch.zeros(x.shape[:2], dtype=torch.bool, device=self.device)
                 for r, (i, _, s) in enumerate(chosen):
-                    own = torch.from_numpy(encs[i][1][:, 0] >= 0).to(self.device)
-                    scale[r, : len(ctx[i])] = torch.where(own, float(alphas[s]), 1.0)
-            z = (base * scale[..., None]).to(emb.weight.dtype).requires_grad_(True)
+                    own[r, : len(ctx[i])] = torch.from_numpy(encs[i][1][:, 0] >= 0)
+                    alpha[r] = float(alphas[s])
+                moved = b + alpha[..., None] * (x - b)
+                z0 = torch.where(own[..., None], moved, x)
+            z = z0.to(emb.weight.dtype).requires_grad_(True)
             kw = {k: v for k, v in inputs.items() if k != "input_ids"}
             with torch.enable_grad():
                 logp = torch.log_softmax(self.model(inputs_embeds=z, **kw).logits.float(), -1)

@@ -8,6 +8,13 @@ remove or replace them before the template is applied), every perturbation expla
 removal metric runs on it unchanged, and so does the ``self_explanation`` explainer, which asks
 the same model which words its answer rests on (:meth:`PromptClassifier.generate`).
 
+Removing a unit *deletes* its tokens from the text before the template is filled: that is what
+the default masking operator (``mask``) does here, since a decoder has no mask token and its
+``<unk>`` token is one such models never see in training. ``<unk>`` is used only when asked for
+explicitly (operator ``unk``); ``pad`` and ``delete`` work as for classifiers.
+:meth:`PromptClassifier.mask_operator` names the operator a requested one resolves to, and the
+MExGen explainers record it in ``info["operator"]``.
+
 :func:`finetune_prompted` trains LoRA adapters (peft) so that the LM answers with the gold
 label's verbalizer, giving the "after fine-tuning" model to compare with the prompted one.
 
@@ -33,6 +40,8 @@ import numpy as np
 from ..errors import InputError
 from .adapter import Encoded, ModelAdapter
 from .generative import Generation, GenerativeAdapter
+
+DELETED = -2  # token id standing for "removed": dropped before the template is filled
 
 
 @dataclass(eq=False)
@@ -71,6 +80,18 @@ class PromptClassifier(ModelAdapter):
     def pooling(self) -> str:
         return "last"
 
+    # ------------------------------------------------------------ masking
+    def token_id(self, kind: str) -> int:
+        """Id a masking operator writes: ``mask`` deletes the unit (a sentinel id dropped
+        before the template is filled), ``unk`` and ``pad`` are the tokenizer's tokens."""
+        if kind == "mask":
+            return DELETED
+        return super().token_id(kind)
+
+    def mask_operator(self, operator: str) -> str:
+        """The operator a requested one actually applies: ``mask`` is deletion here."""
+        return "delete" if operator == "mask" else operator
+
     # ------------------------------------------------------------ tokenize
     def encode(self, text: str, pair: str | None = None, *, strict: bool = False) -> Encoded:
         """The text's own tokens (no special tokens), offsets relative to text / pair."""
@@ -98,7 +119,7 @@ class PromptClassifier(ModelAdapter):
 
     def _prompt_ids(self, row: np.ndarray) -> np.ndarray:
         """Template around the (perturbed) text tokens of one row."""
-        ids = [int(t) for t in row]
+        ids = [int(t) for t in row if int(t) != DELETED]
         parts = [ids]
         if self._sep in ids:
             k = ids.index(self._sep)
