@@ -27,7 +27,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import faithscope as fs  # noqa: E402
-from helpers import ASSETS, FineTuned, LinearBag  # noqa: E402
+from helpers import ASSETS, FineTuned, LinearBag, save_tiny  # noqa: E402
 
 # The models are tiny: one thread is fastest, and immune to oversubscription when other
 # processes share the machine.
@@ -203,10 +203,4 @@ def planted_model(finetune_cache) -> FineTuned:
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):
     """A tiny random BERT classifier saved to a folder (as a user's checkpoint would be)."""
-    from faithscope.models.tiny import tiny_classifier
-
-    path = tmp_path_factory.mktemp("tiny-model")
-    tiny = tiny_classifier(seed=3)
-    tiny.model.save_pretrained(path)
-    tiny.tokenizer.save_pretrained(path)
-    return str(path)
+    return str(save_tiny(tmp_path_factory.mktemp("tiny-model"), seed=3))

@@ -152,3 +152,43 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def hand_exp(scores, *, targets=(1,), probs=(0.3, 0.7), example_id="x",
+             binary: bool = False) -> fs.Explanation:
+    """An Explanation over units w0 w1 ... (one token each) with the given score rows."""
+    from faithscope.units import Unit
+
+    s = np.atleast_2d(np.asarray(scores, dtype=np.float32))
+    units, pos = [], 0
+    for i in range(s.shape[1]):
+        w = f"w{i}"
+        units.append(Unit(w, pos, pos + len(w), 0, (i + 1,)))
+        pos += len(w) + 1
+    text = " ".join(u.text for u in units)
+    return fs.Explanation(example_id=example_id, text=text, pair=None, units=tuple(units),
+                          scores=s, targets=tuple(targets),
+                          target_labels=tuple(str(t) for t in targets),
+                          probs=np.asarray(probs), explainer="hand", params={}, binary=binary)
+
+
+def hand_item(scores, truth=None, *, targets=(1,), target=None, binary: bool = False):
+    """EvalItem with a boolean reference mask that is True at the indices in ``truth``."""
+    from faithscope.metrics.base import EvalItem
+
+    e = hand_exp(scores, targets=targets, binary=binary)
+    ref = None
+    if truth is not None:
+        ref = np.zeros(len(e.units), dtype=bool)
+        ref[list(truth)] = True
+    return EvalItem(e, None, ref, targets[0] if target is None else target)
+
+
+def save_tiny(path, seed: int = 0, **kw: Any):
+    """Save a tiny random BERT classifier (faithscope.models.tiny) to ``path``; returns it."""
+    from faithscope.models.tiny import tiny_classifier
+
+    tiny = tiny_classifier(seed=seed, **kw)
+    tiny.model.save_pretrained(path)
+    tiny.tokenizer.save_pretrained(path)
+    return path

@@ -27,7 +27,7 @@ import faithscope as fs
 from faithscope.explainers.base import Explainer
 from faithscope.explainers.self_explain import SelfExplanation
 from faithscope.metrics import EvalItem, get_metric, selection
-from faithscope.units import Unit
+from helpers import hand_exp, hand_item
 
 FULL = np.array([0.3, 0.7])  # p(x); the explained class is 1
 REMOVAL = ["comprehensiveness", "sufficiency", "aopc_comprehensiveness", "aopc_sufficiency",
@@ -36,26 +36,11 @@ REMOVAL = ["comprehensiveness", "sufficiency", "aopc_comprehensiveness", "aopc_s
 
 def sel_exp(scores, *, binary=True, targets=(1,)) -> fs.Explanation:
     """An Explanation over one-token units w0 w1 ... with the given score row(s)."""
-    s = np.atleast_2d(np.asarray(scores, dtype=np.float32))
-    units, pos = [], 0
-    for i in range(s.shape[1]):
-        w = f"w{i}"
-        units.append(Unit(w, pos, pos + len(w), 0, (i + 1,)))
-        pos += len(w) + 1
-    return fs.Explanation(example_id="x", text=" ".join(u.text for u in units), pair=None,
-                          units=tuple(units), scores=s, targets=tuple(targets),
-                          target_labels=tuple(str(t) for t in targets),
-                          probs=np.asarray([0.3, 0.7]), explainer="hand", params={},
-                          binary=binary)
+    return hand_exp(scores, targets=targets, binary=binary)
 
 
 def item_of(scores, truth=None, *, binary=True) -> EvalItem:
-    e = sel_exp(scores, binary=binary)
-    ref = None
-    if truth is not None:
-        ref = np.zeros(len(e.units), dtype=bool)
-        ref[list(truth)] = True
-    return EvalItem(e, None, ref, e.targets[0])
+    return hand_item(scores, truth, binary=binary)
 
 
 def val(name, item, **params):

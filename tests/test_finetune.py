@@ -26,7 +26,7 @@ from faithscope.models.finetune import (
     validation_split,
 )
 from faithscope.models.tiny import tiny_classifier
-from helpers import ASSETS
+from helpers import ASSETS, save_tiny
 
 torch.set_num_threads(1)
 
@@ -40,11 +40,7 @@ def toy(n_repeat: int = 2) -> list[Example]:
 
 @pytest.fixture(scope="module")
 def bert_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny-bert")
-    tiny = tiny_classifier(seed=0)
-    tiny.model.save_pretrained(path)
-    tiny.tokenizer.save_pretrained(path)
-    return path
+    return save_tiny(tmp_path_factory.mktemp("tiny-bert"), seed=0)
 
 
 @pytest.fixture(scope="module")

@@ -26,38 +26,12 @@ import faithscope.data as fs_data
 from faithscope.evaluate import COLUMNS, bootstrap_ci
 from faithscope.metrics import FAMILIES, EvalItem, get_metric, n_top
 from faithscope.registry import metrics as METRICS
-from faithscope.units import Unit
-from helpers import PAIR
+from helpers import PAIR, hand_exp, hand_item
 
 NAN = float("nan")
 
 
 # ============================================================== hand-built explanations
-def hand_exp(scores, *, targets=(1,), probs=(0.3, 0.7), example_id="x") -> fs.Explanation:
-    """An Explanation over units w0 w1 ... (one token each) with the given score rows."""
-    s = np.atleast_2d(np.asarray(scores, dtype=np.float32))
-    units, pos = [], 0
-    for i in range(s.shape[1]):
-        w = f"w{i}"
-        units.append(Unit(w, pos, pos + len(w), 0, (i + 1,)))
-        pos += len(w) + 1
-    text = " ".join(u.text for u in units)
-    return fs.Explanation(example_id=example_id, text=text, pair=None, units=tuple(units),
-                          scores=s, targets=tuple(targets),
-                          target_labels=tuple(str(t) for t in targets),
-                          probs=np.asarray(probs), explainer="hand", params={})
-
-
-def hand_item(scores, truth=None, *, targets=(1,), target=None) -> EvalItem:
-    """EvalItem with a boolean reference mask that is True at the indices in ``truth``."""
-    e = hand_exp(scores, targets=targets)
-    ref = None
-    if truth is not None:
-        ref = np.zeros(len(e.units), dtype=bool)
-        ref[list(truth)] = True
-    return EvalItem(e, None, ref, targets[0] if target is None else target)
-
-
 def val(name, item, **params):
     return get_metric(name, **params).value(item)[0]
 
