@@ -52,14 +52,24 @@ def integration_points(n: int, method: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class _LocalGradient(Explainer):
-    """One backward pass per target at the input; subclasses reduce (grad, embedding)."""
+class _GradientMethod(Explainer):
+    """A gradient method = a reduction of (gradient, embedding, baseline embedding) to one score
+    per token, plus how token scores pool into units. Defined once here and used by every
+    caller of the family: classifiers (below) and generated text
+    (:mod:`faithscope.generation.gradients`)."""
 
     uses_model_internals = True
     pooling: ClassVar[str] = "sum"
 
-    def token_scores(self, grad: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    def token_scores(self, grad: np.ndarray, emb: np.ndarray,
+                     baseline: np.ndarray | None = None) -> np.ndarray:
+        """Token scores (... x tokens) from gradients and embeddings (... x tokens x hidden)."""
         raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class _LocalGradient(_GradientMethod):
+    """One backward pass per target at the input."""
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
@@ -79,7 +89,8 @@ class Gradient(_LocalGradient):
     name = "gradient"
     pooling = "l2"
 
-    def token_scores(self, grad: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    def token_scores(self, grad: np.ndarray, emb: np.ndarray,
+                     baseline: np.ndarray | None = None) -> np.ndarray:
         return np.linalg.norm(grad, axis=-1)
 
 
@@ -90,20 +101,20 @@ class GradientXInput(_LocalGradient):
 
     name = "gradient_x_input"
 
-    def token_scores(self, grad: np.ndarray, emb: np.ndarray) -> np.ndarray:
+    def token_scores(self, grad: np.ndarray, emb: np.ndarray,
+                     baseline: np.ndarray | None = None) -> np.ndarray:
         return (grad * emb).sum(-1)
 
 
 @explainers.register("integrated_gradients")
 @dataclass(frozen=True, kw_only=True)
-class IntegratedGradients(Explainer):
+class IntegratedGradients(_GradientMethod):
     """Integrated Gradients on word embeddings from a baseline (special tokens kept).
 
     ``info["delta"]`` holds the completeness error sum(attributions) - (f(x) - f(baseline)).
     """
 
     name = "integrated_gradients"
-    uses_model_internals = True
     n_steps: int = 50
     baseline: str = "pad"
     method: str = "gausslegendre"
@@ -113,6 +124,11 @@ class IntegratedGradients(Explainer):
         if self.baseline not in BASELINES:
             raise InputError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         integration_points(1, self.method)
+
+    def token_scores(self, grad: np.ndarray, emb: np.ndarray,
+                     baseline: np.ndarray | None = None) -> np.ndarray:
+        """Path-averaged gradient x (input - baseline): sums to f(x) - f(baseline)."""
+        return (grad * (emb - (0.0 if baseline is None else baseline))).sum(-1)
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
@@ -124,7 +140,7 @@ class IntegratedGradients(Explainer):
         base_logits = self._baseline_logits(adapter, items)
         scores, infos = [], []
         for it, g, x, b, bl in zip(items, grads, xs, bs, base_logits, strict=True):
-            tok = (g * (x - b)[None]).sum(-1)
+            tok = self.token_scores(g, x[None], b[None])
             fx = target_values(it.logits[None], it.targets, target_fn)[0]
             fb = target_values(bl[None], it.targets, target_fn)[0]
             delta = tok.sum(-1) - (fx - fb)
