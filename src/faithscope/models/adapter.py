@@ -275,25 +275,17 @@ class ModelAdapter(Chunked):
                   for e in range(len(encs))]
         base_ids = [self._baseline_ids(enc, baseline) for enc in encs]
 
-        def run(idx: np.ndarray) -> None:
-            chosen = [rows[i] for i in idx]
+        def build(chosen: list[tuple[int, int, int]]) -> tuple[torch.Tensor, Any]:
             inputs, z = self._interpolate(encs, base_ids, baseline,
                                           [(e, alphas_t[s]) for e, _, s in chosen])
-            z.requires_grad_(True)
-            with torch.enable_grad(), self._embedding_override(z):
-                logits = self._logits_of(self._forward(inputs))
-                tidx = torch.tensor([targets[e][k] for e, k, _ in chosen], device=self.device)
-                val = target_fn(logits, tidx)
-                (g,) = torch.autograd.grad(val.sum(), z)
-            g = g.float()
-            v = val.detach().float().cpu().numpy()
-            # in-place adds allocate nothing, so an OOM cannot strike half-way through them
-            for r, (e, k, s) in enumerate(chosen):
-                grads[e][k].add_(g[r, : len(encs[e])], alpha=float(weights_t[s]))
-                values[e][k, s] = v[r]
-            self.stats.backward_rows += len(idx)
+            tidx = torch.tensor([targets[e][k] for e, k, _ in chosen], device=self.device)
 
-        self._chunks(self._plan(lengths), run)
+            def value_of(z_: torch.Tensor) -> torch.Tensor:
+                with self._embedding_override(z_):
+                    return target_fn(self._logits_of(self._forward(inputs)), tidx)
+            return z, value_of
+
+        self._path_gradients(rows, lengths, weights_t.tolist(), grads, build, values)
         xs, bs = self._embeddings(encs, base_ids, baseline)
         return [g.cpu().numpy() for g in grads], xs, bs, values
 

@@ -19,7 +19,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -76,3 +76,43 @@ class Chunked:
                 continue
             self.stats.chunks += 1
             i += len(rows)
+
+    def _path_gradients(
+        self,
+        rows: Sequence[tuple[int, int, int]],
+        lengths: np.ndarray,
+        weights: Sequence[float],
+        grads: list[torch.Tensor],
+        build: Callable[[list[tuple[int, int, int]]],
+                        tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]],
+        values: list[np.ndarray] | None = None,
+    ) -> None:
+        """The one gradient kernel of every adapter (gradient, gradient x input, Integrated
+        Gradients; classifiers and generated text alike).
+
+        ``rows`` are (example, target, step) triples run as one virtual batch (chunks sorted by
+        ``lengths``, OOM back-off). For a chunk, ``build(rows)`` returns the input embeddings
+        ``z`` (rows x length x hidden, at the step's point of the path) and a function of ``z``
+        giving one differentiable value per row; ``weights[step] * d value / d z`` is added to
+        ``grads[example][target]`` (its first positions) and, with ``values``, the value is kept
+        in ``values[example][target, step]``.
+        """
+
+        def run(idx: np.ndarray) -> None:
+            chosen = [rows[i] for i in idx]
+            z, value_of = build(chosen)
+            z = z.detach().requires_grad_(True)
+            with torch.enable_grad():
+                val = value_of(z)
+                (g,) = torch.autograd.grad(val.sum(), z)
+            g = g.float()
+            v = val.detach().float().cpu().numpy()
+            # in-place adds allocate nothing, so an OOM cannot strike half-way through them
+            for r, (e, k, s) in enumerate(chosen):
+                grads[e][k].add_(g[r, : grads[e].shape[1]].to(grads[e].dtype),
+                                 alpha=float(weights[s]))
+                if values is not None:
+                    values[e][k, s] = v[r]
+            self.stats.backward_rows += len(idx)
+
+        self._chunks(self._plan(lengths), run)
