@@ -29,8 +29,7 @@ import pandas as pd
 import torch
 
 import faithscope as fs
-from faithscope.data import load_dataset
-from faithscope.generation import evaluate_generation, explain_generation
+from faithscope.data import Example, load_dataset
 from faithscope.generation.scalarizers import BertScore
 from faithscope.models.encoders import TextEncoder
 from faithscope.models.generative import load_generative
@@ -85,8 +84,8 @@ def part1(lm, encoder) -> None:
             if label in ("random",) and mode == "multi":
                 continue
             t0 = time.perf_counter()
-            exps = explain_generation(lm, ps, spec, levels=levels, top_fraction=0.3,
-                                      references=refs, ids=[f"p{i}" for i in range(len(ps))])
+            exps = fs.explain(lm, [Example(id=f"p{i}", text=p) for i, p in enumerate(ps)], spec,
+                              levels=levels, top_fraction=0.3, references=refs)
             dt = (time.perf_counter() - t0) / len(ps)
             name = f"{label}" if mode == "flat" else f"{label} (multi)"
             exps = [_renamed(e, name) for e in exps]
@@ -98,10 +97,10 @@ def part1(lm, encoder) -> None:
             print(f"{name}: {dt:.2f} s/explanation, "
                   f"{np.mean([e.info['queries'] for e in exps]):.0f} queries", flush=True)
     q = pd.DataFrame(rows)
-    df = evaluate_generation(exps_all, lm, ["perturbation_curve", "comprehensiveness",
-                                            "sufficiency", "flip_rate"])
-    bs = evaluate_generation(exps_all, lm, ["perturbation_curve"],
-                             target_fn=BertScore(encoder=encoder))
+    df = fs.evaluate(exps_all, lm, ["perturbation_curve", "comprehensiveness", "sufficiency",
+                                    "flip_rate"], random=False)  # random is among EXPLAINERS
+    bs = fs.evaluate(exps_all, lm, ["perturbation_curve"], target_fn=BertScore(encoder=encoder),
+                     random=False)
     bs["metric"] = "perturbation_curve_bertscore"
     df = pd.concat([df, bs], ignore_index=True)
     OUT.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ import torch
 from faithscope.cli import main
 
 E = ["explain", "--model", "{model}"]
-EG = ["explain-generation", "--model", "{model}"]
+EG = ["explain", "--model", "{model}"]
 EV = ["evaluate", "--model", "{model}", "--dataset", "sst2_planted", "--data-path", "{data}"]
 NO_GPU = not torch.cuda.is_available()
 
@@ -104,7 +104,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("report into a folder", ["report", "{study}", "-o", "{tmp}"], "is a directory"),
     ("report not a study", ["report", "{tmp}", "-o", "{tmp}/r.html"], "not a study directory"),
     ("bad SQL", ["results", "{study}", "--sql", "select nope from metrics"], "query failed"),
-    # explain-generation
+    # explain --prompt (a generative model)
     ("generation empty prompt", [*EG, "--prompt", ""], "empty"),
     ("generation top-fraction 5", [*EG, "--prompt", "x", "--top-fraction", "5"], "(0, 1]"),
     ("generation top-fraction 0", [*EG, "--prompt", "x", "--top-fraction", "0"], "(0, 1]"),
@@ -118,6 +118,16 @@ CASES: list[tuple[str, list[str], str]] = [
      "positive"),
     ("generation output suffix", [*EG, "--prompt", "x", "--output", "{tmp}/g.csv"],
      "must end in"),
+    ("generation classifier target", [*EG, "--prompt", "x", "--target-fn", "prob"],
+     "target of classifiers"),
+    ("generation unknown target", [*EG, "--prompt", "x", "--target-fn", "cosin"],
+     "did you mean 'cosine'"),
+    ("text and prompt", [*E, "--text", "x", "--prompt", "x", "--explainer", "lime"],
+     "not allowed with"),
+    ("neither text nor prompt", [*E, "--explainer", "lime"], "--text --prompt"),
+    ("levels with text", [*E, "--text", "x", "--explainer", "lime", "--levels", "word"],
+     "--prompt"),
+    ("text without explainer", [*E, "--text", "x"], "--explainer"),
     # serve
     ("serve port out of range", ["serve", "--model", "{model}", "--port", "99999"], "1-65535"),
     ("serve port 0", ["serve", "--model", "{model}", "--port", "0"], "positive"),
@@ -136,9 +146,11 @@ BEFORE_THE_MODEL = [
      "{tmp}/o.txt"],
     ["evaluate", "--model", "{tmp}/nope", "--dataset", "sst2_planted", "--data-path", "{data}",
      "--mask", "blank"],
-    ["explain-generation", "--model", "{tmp}/nope", "--prompt", "x", "--levels", "word",
-     "sentence"],
-    ["explain-generation", "--model", "{tmp}/nope", "--prompt", "x", "--explainer", "lmie"],
+    ["explain", "--model", "{tmp}/nope", "--prompt", "x", "--levels", "word", "sentence"],
+    ["explain", "--model", "{tmp}/nope", "--prompt", "x", "--explainer", "lmie"],
+    ["explain", "--model", "{tmp}/nope", "--prompt", "x", "--levels", "sentense"],
+    ["explain", "--model", "{tmp}/nope", "--prompt", "x", "--output", "{tmp}/g.csv"],
+    ["explain", "--model", "{tmp}/nope", "--prompt", "x", "--target-fn", "prob"],
 ]
 
 

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 import faithscope as fs
 from faithscope.errors import InputError
-from faithscope.generation import evaluate_generation, explain_generation
 from faithscope.generation.scalarizers import BertScore, Cosine, LogProb, Scalarizer
 from faithscope.models.generative import Generation, GenerativeAdapter, load_generative
 from faithscope.segment import paragraphs, phrases, remove_spans, segment, sentences, words
@@ -163,32 +162,32 @@ PROMPT = "Tom had a big dog today"
 @pytest.mark.parametrize("name", ["mexgen_loo", "mexgen_clime", "mexgen_lshap", "kernel_shap",
                                   "leave_one_out", "partition_shap"])
 def test_additive_game_gives_the_weights(name):
-    (e,) = explain_generation(AdditiveLM(WEIGHTS), [PROMPT], name)
+    (e,) = fs.explain(AdditiveLM(WEIGHTS), [PROMPT], name)
     assert [u.text for u in e.units] == PROMPT.split()
     np.testing.assert_allclose(e.scores[0], [WEIGHTS[w] for w in PROMPT.split()], atol=1e-8)
-    assert e.info["output"] == "yes" and e.target_fn == "log_prob"
+    assert e.output == "yes" and e.target_fn == "log_prob"
 
 
 def test_lshap_with_the_whole_neighbourhood_is_the_exact_shapley_value():
     lm = AdditiveLM(WEIGHTS, pair=("big", "today"))
-    (full,) = explain_generation(lm, [PROMPT], ("mexgen_lshap", {"num_neighbors": 5,
+    (full,) = fs.explain(lm, [PROMPT], ("mexgen_lshap", {"num_neighbors": 5,
                                                                   "max_units_replace": 5}))
-    (exact,) = explain_generation(lm, [PROMPT], ("kernel_shap", {"n_samples": 100}))
+    (exact,) = fs.explain(lm, [PROMPT], ("kernel_shap", {"n_samples": 100}))
     np.testing.assert_allclose(full.scores, exact.scores, atol=1e-8)
     expected = [WEIGHTS[w] + (0.5 if w in ("big", "today") else 0.0) for w in PROMPT.split()]
     np.testing.assert_allclose(full.scores[0], expected, atol=1e-8)
     # defaults (2 neighbours each side, at most 2 removed): "today" is a neighbour of "big";
     # the pair's bonus counts when "today" is present: |S|=0: 1/3, |S|=1: 3 of 4 x 1/12,
     # |S|=2: 3 of 6 x 1/18 -> 1/3 + 1/4 + 1/6 = 0.75 (the coalitions are truncated)
-    (local,) = explain_generation(lm, [PROMPT], "mexgen_lshap")
+    (local,) = fs.explain(lm, [PROMPT], "mexgen_lshap")
     assert local.scores[0][3] == pytest.approx(WEIGHTS["big"] + 0.75)
 
 
 def test_clime_sparse_keeps_the_largest_effects():
-    (e,) = explain_generation(AdditiveLM(WEIGHTS), [PROMPT], ("mexgen_clime", {"nonzero": 2}))
+    (e,) = fs.explain(AdditiveLM(WEIGHTS), [PROMPT], ("mexgen_clime", {"nonzero": 2}))
     assert np.nonzero(e.scores[0])[0].tolist() == [3, 4]  # big, dog: the largest effects
     two = {"big": 1.5, "dog": 2.0}  # a game with exactly two effects: the refit is exact
-    (e,) = explain_generation(AdditiveLM(two), [PROMPT], ("mexgen_clime", {"nonzero": 2}))
+    (e,) = fs.explain(AdditiveLM(two), [PROMPT], ("mexgen_clime", {"nonzero": 2}))
     np.testing.assert_allclose(e.scores[0], [0, 0, 0, 1.5, 2.0, 0], atol=1e-8)
 
 
@@ -197,7 +196,7 @@ def test_kernels_make_linearly_many_queries():
     for n in (10, 20, 40):
         prompt = " ".join(f"w{i}" for i in range(n))
         for name in ("mexgen_loo", "mexgen_clime", "mexgen_lshap"):
-            (e,) = explain_generation(AdditiveLM({}), [prompt], name)
+            (e,) = fs.explain(AdditiveLM({}), [prompt], name)
             n_words.setdefault(name, []).append(e.info["queries"])
     assert n_words["mexgen_loo"] == [11, 21, 41]
     # C-LIME: all 1 + 10 + 45 subsets of <= 2 units fit the budget at n = 10; then 10 n + 1
@@ -212,11 +211,11 @@ def test_multilevel_refines_the_top_units_and_saves_queries():
     weights = {w: 0.0 for w in re.findall(r"\w+", STORY)}
     weights.update({"rain": 3.0, "sad": 1.0})
     lm = AdditiveLM(weights)
-    (flat,) = explain_generation(lm, [STORY], "mexgen_loo", levels=("word",))
-    (multi,) = explain_generation(lm, [STORY], "mexgen_loo",
+    (flat,) = fs.explain(lm, [STORY], "mexgen_loo", levels=("word",))
+    (multi,) = fs.explain(lm, [STORY], "mexgen_loo",
                                   levels=("sentence", "phrase", "word"), top_k=1)
     assert multi.info["queries"] < flat.info["queries"]
-    levels = multi.info["levels"]
+    levels = multi.levels
     assert set(levels) >= {"sentence", "word"}
     spans = [(u.start, u.end) for u in multi.units]
     assert spans == sorted(spans) and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
@@ -227,9 +226,9 @@ def test_multilevel_refines_the_top_units_and_saves_queries():
 
 def test_levels_are_validated(lm):
     with pytest.raises(InputError, match="coarse-to-fine"):
-        explain_generation(AdditiveLM({}), [PROMPT], "mexgen_loo", levels=("word", "sentence"))
+        fs.explain(AdditiveLM({}), [PROMPT], "mexgen_loo", levels=("word", "sentence"))
     with pytest.raises(InputError, match="empty"):
-        explain_generation(AdditiveLM({}), ["  "], "mexgen_loo")
+        fs.explain(AdditiveLM({}), ["  "], "mexgen_loo")
 
 
 # --------------------------------------------------------------------------- scalarizers
@@ -239,7 +238,7 @@ def test_log_prob_scalarizer_and_per_token_targets(lm):
     vals = LogProb()(lm, prompts, gens)
     lps = lm.output_logprobs(prompts, [g.ids for g in gens])
     assert [float(v[0]) for v in vals] == pytest.approx([float(x.sum()) for x in lps])
-    (e,) = explain_generation(lm, prompts[:1], "mexgen_loo",
+    (e,) = fs.explain(lm, prompts[:1], "mexgen_loo",
                               target_fn=LogProb(per_token=True))
     assert e.scores.shape == (8, 5) and e.target_labels[0] == "token 0"
 
@@ -289,15 +288,15 @@ def test_text_only_models_refuse_log_prob():
             return [Generation(p, "ok", np.zeros(0)) for p in prompts]
 
     with pytest.raises(InputError, match="text-only scalarizer"):
-        explain_generation(TextOnly(), ["Tom had a dog."], "mexgen_loo")
+        fs.explain(TextOnly(), ["Tom had a dog."], "mexgen_loo")
 
 
 # ------------------------------------------------------------------------------- metrics
 def test_generation_metrics_by_hand():
     lm = AdditiveLM(WEIGHTS)
-    (e,) = explain_generation(lm, [PROMPT], "mexgen_loo")
-    df = evaluate_generation([e], lm, ["perturbation_curve", "comprehensiveness",
-                                       "sufficiency", "flip_rate"]).set_index("metric")
+    (e,) = fs.explain(lm, [PROMPT], "mexgen_loo")
+    df = fs.evaluate([e], lm, ["perturbation_curve", "comprehensiveness",
+                               "sufficiency", "flip_rate"], random=False).set_index("metric")
     full = lm.value(PROMPT)
     # 6 units: steps of 5 % .. 50 % remove ceil-free n_top(f, 6) units in score order
     from faithscope.metrics.base import n_top
@@ -317,14 +316,74 @@ def test_generation_metrics_by_hand():
     assert df.loc["flip_rate", "value"] == 1.0  # "dog" (top unit) removed: "yes" -> "no"
 
 
+def test_generation_evaluation_adds_the_random_baseline_on_the_same_units():
+    lm = AdditiveLM(WEIGHTS)
+    exps = fs.explain(lm, [PROMPT, "Tom had a dog. It was big."], ["mexgen_loo", "mexgen_clime"],
+                      levels=("sentence", "word"), top_k=1)
+    df = fs.evaluate(exps, lm, ["comprehensiveness", "flip_rate"])
+    assert sorted(df["explainer"].unique()) == ["mexgen_clime", "mexgen_loo", "random"]
+    assert df["value"].notna().all() and (df["target"] == 0).all()
+    assert df["predicted"].isna().all()
+    assert len(df[df["explainer"] == "random"]) == 2 * 2  # one per prompt, two metrics
+    with pytest.raises(InputError, match="not available for generation"):
+        fs.evaluate(exps, lm, ["randomization"])
+
+
+def test_explanations_of_generated_text_save_and_load_losslessly(tmp_path):
+    import dataclasses
+    import json
+
+    from faithscope.explanation import load_explanations, save_explanations
+
+    (e,) = fs.explain(AdditiveLM(WEIGHTS), ["Tom had a dog. It was big today."], "mexgen_loo",
+                      levels=("sentence", "word"), top_k=1)
+    assert e.output == "yes" and e.output_ids == (7,) and e.generated
+    assert e.levels == ("word", "word", "word", "word", "sentence")
+    assert "output" not in e.info and "levels" not in e.info
+    for suffix in (".json", ".jsonl", ".parquet"):
+        (back,) = load_explanations(save_explanations([e], tmp_path / f"e{suffix}"))
+        assert back.equals(e) and back.levels == e.levels and back.output_ids == (7,)
+    # files written when output, output_ids and levels were kept in info still load
+    old = e.to_dict()
+    old["info"] = {**old["info"], "output": old.pop("output"),
+                   "output_ids": old.pop("output_ids"), "levels": old.pop("levels")}
+    (tmp_path / "old.jsonl").write_text(json.dumps(old) + "\n")
+    (back,) = load_explanations(tmp_path / "old.jsonl")
+    assert back.equals(e)
+    assert dataclasses.replace(e, output=None).generated is False
+
+
+def test_one_targets_registry_marks_the_targets_of_generated_text():
+    from faithscope.models.tiny import tiny_classifier
+    from faithscope.registry import targets
+    from faithscope.targets import for_classifiers, for_generation, get_target
+
+    gen = {n for n in targets.names() if for_generation(n)}
+    assert gen == {"log_prob", "log_prob_per_token", "summary_prob", "cosine", "bertscore",
+                   "nli"}
+    assert for_classifiers("log_prob") and for_classifiers("prob")
+    assert not for_classifiers("cosine") and not for_generation("prob")
+    x = torch.tensor([[0.0, 2.0]])
+    assert float(get_target("log_prob")(x, torch.tensor([1]))[0]) == pytest.approx(
+        -math.log1p(math.exp(-2.0)))
+    with pytest.raises(InputError, match="generated text"):
+        fs.explain(tiny_classifier(), "a film", "leave_one_out",
+                   target_fn="cosine")
+    with pytest.raises(InputError, match="target of classifiers"):
+        fs.explain(AdditiveLM(WEIGHTS), [PROMPT], "mexgen_loo", target_fn="prob")
+    (e,) = fs.explain(AdditiveLM(WEIGHTS), [PROMPT], "mexgen_loo",
+                      target_fn=("log_prob", {"per_token": True}))
+    assert e.target_labels == ("token 0",)
+
+
 # ------------------------------------------------------------------------- gradient family
 def test_integrated_gradients_completeness_on_generation(lm):
     prompt = "Tom had a big dog."
-    (e,) = explain_generation(lm, [prompt], ("integrated_gradients", {"n_steps": 64,
+    (e,) = fs.explain(lm, [prompt], ("integrated_gradients", {"n_steps": 64,
                                                                        "baseline": "zero"}))
     assert e.params["baseline"] == "zero" == e.info["baseline"]
     ids, offs = lm.prompt_encoding(prompt)
-    out = torch.tensor(np.asarray(e.info["output_ids"]))
+    out = torch.tensor(np.asarray(e.output_ids))
     emb = lm.model.get_input_embeddings()
 
     def logp(scale):
@@ -347,7 +406,7 @@ def test_integrated_gradients_completeness_on_generation(lm):
 
 def test_gradient_explainers_need_log_prob(lm, encoder):
     with pytest.raises(InputError, match="log_prob"):
-        explain_generation(lm, ["Tom had a dog."], "gradient", target_fn=Cosine(encoder=encoder))
+        fs.explain(lm, ["Tom had a dog."], "gradient", target_fn=Cosine(encoder=encoder))
 
 
 def test_custom_scalarizer_subclass(lm):
@@ -357,7 +416,7 @@ def test_custom_scalarizer_subclass(lm):
         def __call__(self, lm_, prompts, references):
             return [np.array([float(len(p))]) for p in prompts]
 
-    (e,) = explain_generation(lm, ["Tom had a big dog."], "mexgen_loo", target_fn=Length())
+    (e,) = fs.explain(lm, ["Tom had a big dog."], "mexgen_loo", target_fn=Length())
     np.testing.assert_allclose(e.scores[0], [4, 4, 2, 4, 4])  # word + one space each
 
 
@@ -375,11 +434,11 @@ def test_summary_prob_scores_with_a_separate_local_scorer(lm):
     vals = SummaryProb(scorer_model=scorer)(lm, prompts, gens)
     by_hand = scorer.output_logprobs(prompts, [scorer.output_ids(g.text) for g in gens])
     assert [float(v[0]) for v in vals] == pytest.approx([float(x.sum()) for x in by_hand])
-    (e,) = explain_generation(lm, prompts[:1], "mexgen_loo",
+    (e,) = fs.explain(lm, prompts[:1], "mexgen_loo",
                               target_fn=SummaryProb(scorer_model=scorer))
     assert e.target_fn == "summary_prob" and np.isfinite(e.scores).all()
     with pytest.raises(InputError, match="scorer_model"):
-        explain_generation(lm, prompts[:1], "mexgen_loo", target_fn="summary_prob")
+        fs.explain(lm, prompts[:1], "mexgen_loo", target_fn="summary_prob")
 
 
 def test_oom_back_off_in_the_generative_adapter(lm):

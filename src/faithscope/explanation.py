@@ -4,6 +4,11 @@
 to reproduce it travels with it: explainer name and hyper-parameters, model id and revision,
 target function, seed, granularity, library versions, runtime.
 
+``output``, ``output_ids`` and ``levels`` are set on explanations of generated text (a
+generative model through :func:`faithscope.explain`): the reference output explained (its text
+and token ids, the end-of-sequence token included when generated) and each unit's segmentation
+level; they are None for classifiers. Files written when they lived in ``info`` load into them.
+
 ``binary`` marks a *selection* rather than a ranking: the explainer picked a set of units (e.g.
 ``self_explanation``: the words an LLM lists), scores are 1 for selected units and 0 otherwise,
 and metrics score the selected set itself (:func:`faithscope.metrics.base.selection`) instead
@@ -63,6 +68,10 @@ class Explanation:
     info: Mapping[str, Any] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
     binary: bool = False  # scores are a 0/1 selection of units, not a ranking
+    # explanations of generated text: the explained reference output and each unit's level
+    output: str | None = None
+    output_ids: tuple[int, ...] | None = None
+    levels: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         scores = np.asarray(self.scores, dtype=np.float32)
@@ -79,6 +88,18 @@ class Explanation:
                              "(selected)")
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "probs", np.asarray(self.probs, dtype=np.float32))
+        if self.output_ids is not None:
+            object.__setattr__(self, "output_ids", tuple(int(t) for t in self.output_ids))
+        if self.levels is not None:
+            object.__setattr__(self, "levels", tuple(str(lv) for lv in self.levels))
+            if len(self.levels) != len(self.units):
+                raise ValueError(f"levels must name the level of each of the {len(self.units)} "
+                                 f"units, got {len(self.levels)}")
+
+    @property
+    def generated(self) -> bool:
+        """Whether this explains a generative model's output (``output`` is set)."""
+        return self.output is not None
 
     # --------------------------------------------------------------- helpers
     @property
@@ -138,6 +159,8 @@ class Explanation:
         d["params"] = _jsonable(dict(self.params))
         d["info"] = _jsonable(dict(self.info))
         d["versions"] = dict(self.versions)
+        d["output_ids"] = None if self.output_ids is None else list(self.output_ids)
+        d["levels"] = None if self.levels is None else list(self.levels)
         return d
 
     @classmethod
@@ -151,6 +174,15 @@ class Explanation:
         d["targets"] = tuple(int(t) for t in d["targets"])
         d["target_labels"] = tuple(d["target_labels"])
         d["binary"] = bool(d.get("binary") or False)  # absent from files written before it
+        info = dict(d.get("info") or {})
+        for name in ("output", "output_ids", "levels"):  # older files kept them in info
+            if d.get(name) is None and name in info:
+                d[name] = info.pop(name)
+        d["info"] = info
+        if d.get("output_ids") is not None:
+            d["output_ids"] = tuple(int(t) for t in d["output_ids"])
+        if d.get("levels") is not None:
+            d["levels"] = tuple(d["levels"])
         return cls(**d)
 
     # ------------------------------------------------------------- display
@@ -255,7 +287,7 @@ def load_explanations(path: str | Path) -> list[Explanation]:
     return [Explanation.from_dict(json.loads(r)) for r in records]
 
 
-_JSON_COLUMNS = ("units", "params", "info", "versions")
+_JSON_COLUMNS = ("units", "params", "info", "versions", "output_ids", "levels")
 
 
 def explanations_table(explanations: Iterable[Explanation]) -> Any:
@@ -273,6 +305,8 @@ def explanations_table(explanations: Iterable[Explanation]) -> Any:
             cols[name] = pa.array(values, pa.list_(pa.list_(pa.float32())))
         elif name == "probs":
             cols[name] = pa.array(values, pa.list_(pa.float32()))
+        elif name == "output":
+            cols[name] = pa.array(values, pa.string())
         else:
             cols[name] = pa.array(values)
     return pa.table(cols)
@@ -283,7 +317,8 @@ def explanations_from_table(table: Any) -> list[Explanation]:
     rows = table.to_pylist()
     for r in rows:
         for name in _JSON_COLUMNS:
-            r[name] = json.loads(r[name])
+            if name in r:  # output_ids and levels are absent from older files
+                r[name] = json.loads(r[name]) if r[name] is not None else None
     return [Explanation.from_dict(r) for r in rows]
 
 

@@ -4,6 +4,10 @@ Each target maps ``logits`` (rows x classes, a torch tensor) and the class index
 one scalar per row. They are differentiable, so gradient explainers and perturbation explainers
 explain the same number. Reference: Inseq's attributed-function design (Sarti et al., 2023).
 
+The same registry holds the targets of generated text (the attributed quantity of a generative
+LM, :mod:`faithscope.generation.scalarizers`): classes that declare ``for_generation``; the
+ones that also have a classifier meaning (``log_prob``) carry it as ``classifier_target``.
+
 Example
 -------
 >>> import torch
@@ -45,9 +49,9 @@ def prob(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return _pick(torch.softmax(logits.float(), dim=-1), index)
 
 
-@targets.register("log_prob")
 def log_prob(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Log-softmax of the target class."""
+    """Log-softmax of the target class (registered as ``log_prob``, the classifier meaning of
+    the generation target :class:`~faithscope.generation.scalarizers.LogProb`)."""
     return _pick(torch.log_softmax(logits.float(), dim=-1), index)
 
 
@@ -60,6 +64,31 @@ def contrast(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return t - torch.logsumexp(others, dim=-1)
 
 
+def for_generation(name: str) -> bool:
+    """Whether the registered target ``name`` is a target of generated text."""
+    return bool(getattr(targets.get(name), "for_generation", False))
+
+
+def for_classifiers(name: str) -> bool:
+    """Whether the registered target ``name`` applies to a classifier's logits."""
+    entry = targets.get(name)
+    return not getattr(entry, "for_generation", False) or \
+        getattr(entry, "classifier_target", None) is not None
+
+
 def get_target(name: str) -> TargetFn:
-    fn: TargetFn = targets.get(name)  # type: ignore[assignment]
-    return fn
+    """The function of a classifier's logits registered as ``name``."""
+    entry = targets.get(name)
+    if getattr(entry, "for_generation", False):
+        fn = getattr(entry, "classifier_target", None)
+        if fn is None:
+            from .errors import InputError
+
+            raise InputError(f"target {name!r} applies to generated text (a generative model), "
+                             "not to a classifier")
+        return fn
+    out: TargetFn = entry  # type: ignore[assignment]
+    return out
+
+
+from .generation import scalarizers as _scalarizers  # noqa: E402,F401  (registers them)

@@ -1,7 +1,7 @@
 """MExGen's attribution kernels, each with a number of model queries linear in the units.
 
 They write unit masks like every perturbation explainer, so they run on classifiers and, through
-:func:`faithscope.generation.explain_generation`, on generated text at any mix of levels.
+:func:`faithscope.explain` given a generative model, on generated text at any mix of levels.
 
 * ``mexgen_loo``: leave-one-out (one query per unit).
 * ``mexgen_clime``: C-LIME: remove subsets of at most ``max_units_replace`` units, about
@@ -16,7 +16,7 @@ They write unit masks like every perturbation explainer, so they run on classifi
   S of its ``m`` neighbours with ``|S| <= K' = min(K, m)``.
 
 Removed units are realised by the explainer's ``mask`` operator. On generated text
-(:func:`~faithscope.generation.explain_generation`) and on prompted decoders
+(:func:`faithscope.explain` on a generative model) and on prompted decoders
 (:class:`~faithscope.models.prompted.PromptClassifier`) the default deletes the unit's text, as
 MExGen does; ``info["operator"]`` records the operator actually applied (e.g. ``delete``, or
 ``unk`` where a classifier's tokenizer has no mask token).

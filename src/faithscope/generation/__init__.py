@@ -1,8 +1,7 @@
-"""Explaining generative LMs: scalarizers, multi-level MExGen explanations, self-explanations."""
+"""Explaining generative LMs: targets of generated text (scalarizers), prompt units and
+multi-level MExGen refinement (:mod:`.explain`, reached through :func:`faithscope.explain`),
+gradients of generated text (:mod:`.gradients`)."""
 
-from .evaluate import evaluate_generation
-from .explain import GenItem, ScalarizedLM, explain_generation
 from .scalarizers import Scalarizer, get_scalarizer
 
-__all__ = ["GenItem", "ScalarizedLM", "Scalarizer", "evaluate_generation", "explain_generation",
-           "get_scalarizer"]
+__all__ = ["Scalarizer", "get_scalarizer"]

@@ -1,6 +1,8 @@
 """Explaining generated text: units of the prompt, scalarized scoring, multi-level refinement.
 
-:func:`explain_generation` generates the reference output of every prompt once, splits each
+:func:`faithscope.explain` given a generative adapter (:func:`~faithscope.models.generative.
+is_generative`) comes here (:func:`explain_generated`): it generates the reference output of
+every prompt once, splits each
 prompt into units (rule-based :mod:`faithscope.segment`), and runs any perturbation explainer
 (``mexgen_loo``, ``mexgen_clime``, ``mexgen_lshap``, ``lime``, ``kernel_shap``,
 ``partition_shap``, ``leave_one_out``) on them: the explainers write unit masks as they do for
@@ -23,8 +25,8 @@ attributed at the coarsest level; then each round refines only units of the leve
 it: the ``top_k`` (or ``top_fraction``) most important *sentences* are split into phrases, then
 the most important *phrases* (among the phrase-level units) into words, and the mixed-level
 unit set is attributed again after each round. A unit that was not refined keeps its level and
-never jumps two levels down. The Explanation keeps the mixed units; ``info["levels"]`` names
-each unit's level and ``info["queries"]`` counts the distinct perturbed prompts the model scored
+never jumps two levels down. The Explanation keeps the mixed units; ``Explanation.levels`` names
+each unit's level (``output`` and ``output_ids`` hold the reference output) and ``info["queries"]`` counts the distinct perturbed prompts the model scored
 over all rounds.
 
 The reference output is the model's own generation (its end-of-sequence token included when it
@@ -36,13 +38,13 @@ Models" (ACL).
 
 Example
 -------
->>> from faithscope.generation import explain_generation
+>>> import faithscope as fs
 >>> from faithscope.models.generative import load_generative
 >>> lm = load_generative("tests/assets/stories260K", max_new_tokens=8)  # doctest: +SKIP
->>> (e,) = explain_generation(lm, ["Tom had a dog. The dog was big and brown."],
-...                           "mexgen_loo", levels=("sentence", "word"), top_k=1)  # doctest: +SKIP
->>> e.info["levels"]  # doctest: +SKIP
-['word', 'word', 'word', 'word', 'word', 'word', 'word', 'sentence']
+>>> (e,) = fs.explain(lm, ["Tom had a dog. The dog was big and brown."],
+...                   "mexgen_loo", levels=("sentence", "word"), top_k=1)  # doctest: +SKIP
+>>> e.levels  # doctest: +SKIP
+('word', 'word', 'word', 'word', 'word', 'word', 'word', 'sentence')
 """
 
 from __future__ import annotations
@@ -191,10 +193,19 @@ def perturbation_operator(lm: Any, explainer: Any, replacement: str | None
                      "any other text")
 
 
-def explain_generation(
+def check_levels(levels: Sequence[str]) -> tuple[str, ...]:
+    """``levels`` as a tuple, refused unless coarse-to-fine names among :data:`LEVELS`."""
+    levels = (levels,) if isinstance(levels, str) else tuple(levels)
+    if not levels or any(lv not in LEVELS for lv in levels) or list(levels) != sorted(
+            levels, key=LEVELS.index) or len(set(levels)) != len(levels):
+        raise InputError(f"levels must be coarse-to-fine names among {LEVELS}, got {levels}")
+    return levels
+
+
+def explain_generated(
     lm: Any,
-    prompts: Sequence[str] | str,
-    explainer: Any = "mexgen_clime",
+    prompts: Sequence[tuple[str, str]],
+    explainers: Sequence[Any],
     *,
     target_fn: Any = "log_prob",
     levels: Sequence[str] = ("word",),
@@ -203,49 +214,41 @@ def explain_generation(
     refine_by: str = "value",
     replacement: str | None = None,
     references: Sequence[Generation] | None = None,
-    ids: Sequence[str] | None = None,
     seed: int = 0,
 ) -> list[Explanation]:
-    """Explain each prompt's generated output with one explainer; see the module docstring.
-
-    ``replacement``: text that replaces a removed unit (default: none, the unit is deleted;
-    ``"<unk>"`` asks for the unk token explicitly). ``references``: outputs to explain instead
-    of generating them.
-    """
-    from ..api import make_explainer
-    from ..api import versions as _versions
-
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    levels = tuple(levels)
-    if not levels or any(lv not in LEVELS for lv in levels) or list(levels) != sorted(
-            levels, key=LEVELS.index) or len(set(levels)) != len(levels):
-        raise InputError(f"levels must be coarse-to-fine names among {LEVELS}, got {levels}")
+    """The generative branch of :func:`faithscope.explain` (see the module docstring):
+    ``prompts`` are ``(id, text)`` pairs, ``explainers`` built instances; example-major
+    Explanations. Every check runs before the reference outputs are generated (once)."""
+    levels = check_levels(levels)
     if refine_by not in ("value", "abs"):
         raise InputError("refine_by must be 'value' or 'abs'")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise InputError(f"top_k must be an integer >= 1, got {top_k!r}")
     if top_k is None and (top_fraction is None or not 0 < top_fraction <= 1):
         raise InputError(f"top_fraction must be in (0, 1], got {top_fraction!r}")
-    if not prompts or any(not isinstance(p, str) or not p.strip() for p in prompts):
+    if not prompts or any(not isinstance(p, str) or not p.strip() for _, p in prompts):
         raise InputError("prompt is empty or whitespace-only")
     first: list[list[tuple[int, int]]] = []
-    for p in prompts:
+    for _, p in prompts:
         spans = segment(p, levels[0])
         if not spans:
             raise InputError(f"prompt {_short(p)} has no {levels[0]} units to attribute "
                              "(no letters or digits)")
         first.append(spans)
-    exp = make_explainer(explainer)  # every check above and here runs before generation
     scal = get_scalarizer(target_fn)
-    operator, rep = ("none", "") if exp.uses_model_internals else \
-        perturbation_operator(lm, exp, replacement)
-    refs = list(references) if references is not None else lm.generate(list(prompts))
+    ops = [("none", "") if exp.uses_model_internals else
+           perturbation_operator(lm, exp, replacement) for exp in explainers]
+    for exp in explainers:
+        if exp.uses_model_internals and (exp.name not in GRADIENT_EXPLAINERS or not isinstance(
+                scal, LogProb) or isinstance(scal, SummaryProb)):
+            raise InputError(f"on generated text, model-internal explainers are "
+                             f"{GRADIENT_EXPLAINERS} with the log_prob target")
+    texts = [p for _, p in prompts]
+    refs = list(references) if references is not None else lm.generate(texts)
     if len(refs) != len(prompts):
         raise InputError(f"{len(refs)} references for {len(prompts)} prompts")
-    ids = list(ids) if ids is not None else [str(i) for i in range(len(prompts))]
     items = []
-    for pid, p, ref, spans in zip(ids, prompts, refs, first, strict=True):
+    for (pid, p), ref, spans in zip(prompts, refs, first, strict=True):
         if not ref.text.strip():
             raise InputError(f"the model generated an empty output for prompt {_short(p)}; "
                              "nothing to explain")
@@ -253,19 +256,35 @@ def explain_generation(
             ref = Generation(ref.prompt, ref.text, lm.output_ids(ref.text), ref.eos)
         items.append(GenItem(pid, p, make_units(p, spans), (levels[0],) * len(spans), ref,
                              tuple(range(scal.n_targets(ref))), seed))
-    model = ScalarizedLM(lm, scal, rep)
+    results: list[list[Explanation]] = [[] for _ in items]
+    for exp, (operator, rep) in zip(explainers, ops, strict=True):
+        for k, e in enumerate(attribute_items(lm, items, exp, scal, levels=levels, top_k=top_k,
+                                              top_fraction=top_fraction, refine_by=refine_by,
+                                              operator=operator, replacement=rep, seed=seed)):
+            results[k].append(e)
+    return [e for row in results for e in row]
+
+
+def attribute_items(lm: Any, items: Sequence[GenItem], exp: Any, scal: Scalarizer, *,
+                    levels: Sequence[str], top_k: int | None = None,
+                    top_fraction: float | None = 0.3, refine_by: str = "value",
+                    operator: str = "delete", replacement: str = "", seed: int = 0,
+                    granularity: str | None = None) -> list[Explanation]:
+    """One explainer on prepared prompts: attribute the units, refine level by level (one
+    level of ``levels`` after another), and return one Explanation per prompt."""
+    import torch
+
+    from ..api import versions as _versions
+
+    model = ScalarizedLM(lm, scal, replacement)
     attribute: Any = exp.attribute  # duck-typed: GenItems and a ScalarizedLM "adapter"
     if exp.uses_model_internals:
-        if exp.name not in GRADIENT_EXPLAINERS or not isinstance(scal, LogProb) or \
-                isinstance(scal, SummaryProb):
-            raise InputError(f"on generated text, model-internal explainers are "
-                             f"{GRADIENT_EXPLAINERS} with the log_prob scalarizer")
-
         tokens: dict[str, Any] = {}  # one backward pass per prompt, whatever the rounds
 
         def attribute(_m: Any, its: Sequence[GenItem], _s: Any) -> Any:
-            return gradient_scores(lm, its, exp, per_token=scal.per_token, mean=scal.mean,
-                                   cache=tokens)
+            return gradient_scores(lm, its, exp, per_token=scal.per_token,  # type: ignore
+                                   mean=scal.mean, cache=tokens)  # type: ignore[attr-defined]
+    torch.manual_seed(seed)
     t0 = time.perf_counter()
     rounds: list[list[int]] = [[it.n_units for it in items]]
     scores, infos = attribute(model, items, scal)
@@ -279,7 +298,7 @@ def explain_generation(
     params = exp.params()
     used: dict[str, Any] = {}
     if not exp.uses_model_internals:
-        used = {"operator": operator, "replacement": rep}
+        used = {"operator": operator, "replacement": replacement}
         if "mask" in params:
             params["mask"] = operator
     out = []
@@ -290,13 +309,23 @@ def explain_generation(
             example_id=it.example_id, text=it.prompt, pair=None, units=it.units,
             scores=np.asarray(sc, dtype=np.float32), targets=it.targets,
             target_labels=scal.target_labels(it.reference), probs=np.ones(1, np.float32),
-            explainer=exp.name, params=dict(params), granularity="+".join(levels),
-            target_fn=scal.name, model_id=getattr(lm, "model_id", "unknown"),
+            explainer=exp.name, params=dict(params),
+            granularity=granularity or "+".join(levels), target_fn=scal.name,
+            model_id=getattr(lm, "model_id", "unknown"),
             model_revision=getattr(lm, "revision", None), seed=seed, runtime_s=per,
-            info={**info, **used, "output": it.reference.text,
-                  "output_ids": [int(t) for t in it.reference.ids],
-                  "output_eos": bool(it.reference.eos), "levels": list(it.levels),
+            info={**info, **used, "output_eos": bool(it.reference.eos),
                   "queries": model.queries.get(it.example_id, 0),
                   "units_per_round": [r[k] for r in rounds]},
-            versions=ver))
+            versions=ver, binary=type(exp).binary, output=it.reference.text,
+            output_ids=tuple(int(t) for t in it.reference.ids), levels=tuple(it.levels)))
     return out
+
+
+def gen_item(e: Explanation) -> GenItem:
+    """Rebuild the explained prompt (units, levels, reference output) from an Explanation."""
+    if e.output is None:
+        raise InputError(f"{e.explainer} on {e.example_id}: not an explanation of generated "
+                         "text (no output)")
+    ref = Generation(e.text, e.output, np.asarray(e.output_ids or (), dtype=np.int64),
+                     bool(e.info.get("output_eos", False)))
+    return GenItem(e.example_id, e.text, e.units, tuple(e.levels or ()), ref, (0,), e.seed or 0)

@@ -2,12 +2,15 @@
 
 A scalarizer turns the model's behaviour on a (perturbed) prompt into numbers comparable with the
 reference output generated from the original prompt, one row per prompt and one column per
-target (the whole output, or each output token). They are selected by name wherever a classifier
-takes a target (``target_fn=``), from their own registry (``faithscope list targets``):
+target (the whole output, or each output token). They are targets of the one targets registry
+(:mod:`faithscope.targets`) that declare ``for_generation``: ``faithscope.explain`` and
+``faithscope.evaluate`` take them by name, ``(name, params)`` or instance (``target_fn=``) when
+the model is generative, and ``faithscope list targets`` marks them ``(generation)``:
 
 * ``log_prob``: log-probability of the reference output given the prompt, by teacher forcing
   (one forward per prompt; ``per_token=True`` gives one column per output token; ``mean``
-  averages over tokens). The reference's token ids include its end-of-sequence token when the
+  averages over tokens; ``log_prob_per_token`` is ``log_prob`` with ``per_token``). On a classifier the same name is the log-softmax of the target class
+  (:attr:`LogProb.classifier_target`). The reference's token ids include its end-of-sequence token when the
   model generated one, so the probability of stopping there is part of the score;
 * ``summary_prob``: the same under a separate local *scorer* LM (e.g. a summariser scoring the
   black-box model's summary; Monteiro Paes et al. 2025): the reference text is tokenized by the
@@ -41,13 +44,18 @@ import numpy as np
 
 from ..errors import InputError
 from ..models.generative import Generation
-from ..registry import scalarizers
+from ..registry import targets
+from ..targets import log_prob as _log_prob_of_logits
 
 
 @dataclass(frozen=True, kw_only=True)
 class Scalarizer:
+    """A target of generated text (see the module docstring)."""
+
     name: ClassVar[str] = ""
     text_only: ClassVar[bool] = False  # works with models that only return text
+    for_generation: ClassVar[bool] = True  # a target of generative models (targets registry)
+    classifier_target: ClassVar[Any] = None  # the same name's function of a classifier's logits
 
     def n_targets(self, reference: Generation) -> int:
         return 1
@@ -70,13 +78,14 @@ def ends_with_eos(lm: Any, reference: Generation) -> bool:
     return bool(len(reference.ids)) and int(reference.ids[-1]) in stops
 
 
-@scalarizers.register("log_prob")
+@targets.register("log_prob")
 @dataclass(frozen=True, kw_only=True)
 class LogProb(Scalarizer):
     """Log-probability of the reference output by teacher forcing (sum, or ``mean`` per token);
     ``per_token`` gives one target per output token."""
 
     name = "log_prob"
+    classifier_target: ClassVar[Any] = staticmethod(_log_prob_of_logits)
     per_token: bool = False
     mean: bool = False
 
@@ -115,13 +124,24 @@ class LogProb(Scalarizer):
         return [np.array([lp.mean() if self.mean and len(lp) else lp.sum()]) for lp in lps]
 
 
-@scalarizers.register("summary_prob")
+@targets.register("log_prob_per_token")
+@dataclass(frozen=True, kw_only=True)
+class LogProbPerToken(LogProb):
+    """:class:`LogProb` with one target per output token (``log_prob`` with ``per_token``)."""
+
+    name = "log_prob_per_token"
+    classifier_target = None
+    per_token: bool = True
+
+
+@targets.register("summary_prob")
 @dataclass(frozen=True, kw_only=True)
 class SummaryProb(LogProb):
     """:class:`LogProb` of the reference output under a separate local scorer LM."""
 
     name = "summary_prob"
     text_only = True
+    classifier_target = None
     scorer_model: Any = None  # a GenerativeAdapter
 
     def scorer(self, lm: Any) -> Any:
@@ -147,6 +167,18 @@ class TextScalarizer(Scalarizer):
         return [np.array([v], dtype=np.float64) for v in values]
 
 
+@dataclass(frozen=True, kw_only=True)
+class SameOutput(TextScalarizer):
+    """1 if re-generating gives exactly the reference output, else 0 (the flip rate of
+    generated text; not a registered target)."""
+
+    name: ClassVar[str] = "same_output"
+
+    def compare(self, references: list[str], texts: list[str]) -> np.ndarray:
+        return np.array([float(a.strip() == b.strip()) for a, b in zip(references, texts,
+                                                                         strict=True)])
+
+
 def _encoder(obj: Any) -> Any:
     if obj is None:
         raise InputError("this scalarizer needs encoder= (a TextEncoder or a model path)")
@@ -170,7 +202,7 @@ def _compare_by_reference(references: list[str], texts: list[str], encode: Any,
     return np.array([similarity(ref[r], enc[len(refs) + i]) for i, r in enumerate(references)])
 
 
-@scalarizers.register("cosine")
+@targets.register("cosine")
 @dataclass(frozen=True, kw_only=True)
 class Cosine(TextScalarizer):
     """Cosine similarity of sentence embeddings (mean-pooled local encoder)."""
@@ -193,7 +225,7 @@ def bertscore_f1(ref: np.ndarray, cand: np.ndarray) -> float:
     return float(2 * precision * recall / (precision + recall)) if precision + recall > 0 else 0.0
 
 
-@scalarizers.register("bertscore")
+@targets.register("bertscore")
 @dataclass(frozen=True, kw_only=True)
 class BertScore(TextScalarizer):
     """BERTScore F1 between the reference and each new output (local encoder)."""
@@ -206,7 +238,7 @@ class BertScore(TextScalarizer):
                                      _encoder(self.encoder).token_embeddings, bertscore_f1)
 
 
-@scalarizers.register("nli")
+@targets.register("nli")
 @dataclass(frozen=True, kw_only=True)
 class NLI(TextScalarizer):
     """Entailment of the new output by the reference under a local NLI classifier
@@ -235,7 +267,14 @@ class NLI(TextScalarizer):
 
 
 def get_scalarizer(spec: Any) -> Scalarizer:
-    """A scalarizer from a name, a ``(name, params)`` pair or an instance."""
+    """A target of generated text from a name, a ``(name, params)`` pair or an instance."""
     if isinstance(spec, Scalarizer):
         return spec
-    return scalarizers.build(spec)
+    name = spec[0] if isinstance(spec, tuple) else spec
+    if isinstance(name, str) and name in targets and \
+            not getattr(targets.get(name), "for_generation", False):
+        gen = [n for n in targets.names() if getattr(targets.get(n), "for_generation", False)]
+        raise InputError(f"target {name!r} is a target of classifiers; the targets of generated "
+                         f"text are {', '.join(gen)}")
+    out: Scalarizer = targets.build(spec)
+    return out

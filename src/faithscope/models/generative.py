@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -57,8 +57,19 @@ class Generation:
     eos: bool = False
 
 
+def is_generative(model: Any) -> bool:
+    """Whether ``model`` is a generative adapter: it says so (``generates``, as
+    :class:`GenerativeAdapter` and :class:`~faithscope.models.http.HTTPAdapter` do), or, when
+    it does not say, it can ``generate`` and is no classifier (no ``num_labels``)."""
+    says = getattr(model, "generates", None)
+    if says is not None:
+        return bool(says)
+    return hasattr(model, "generate") and not hasattr(model, "num_labels")
+
+
 @dataclass(eq=False)
 class GenerativeAdapter(Chunked):
+    generates: ClassVar[bool] = True  # explained and evaluated as a generative model
     model: Any
     tokenizer: Any
     model_id: str = "unknown"

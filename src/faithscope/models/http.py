@@ -28,7 +28,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -43,6 +43,7 @@ class EndpointError(InputError):
 
 @dataclass(eq=False)
 class HTTPAdapter:
+    generates: ClassVar[bool] = True  # explained and evaluated as a generative model
     base_url: str
     model: str
     api_key: str | None = None

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -46,6 +46,7 @@ DELETED = -2  # token id standing for "removed": dropped before the template is 
 
 @dataclass(eq=False)
 class PromptClassifier(ModelAdapter):
+    generates: ClassVar[bool] = False  # a classifier (its generate serves self-explanations)
     template: str = "{text}"
     verbalizers: Mapping[str, Sequence[str]] = field(default_factory=dict)
     chat: bool | None = None
