@@ -88,19 +88,17 @@ def _token_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token: b
     grads, embs = lm.output_gradients(prompts, outs, per_token=per_token,
                                       alphas=alphas.tolist(), weights=weights.tolist(),
                                       **({"baseline": baseline} if ig else {}))
-    if ig:  # IG multiplies by (input - baseline); the others by the input
-        embs = [x - b for x, b in zip(embs, lm.baseline_embeddings(prompts, baseline),
-                                      strict=True)]
+    bases = (lm.baseline_embeddings(prompts, baseline) if ig else [None] * len(items))
     out = []
-    for it, g, x in zip(items, grads, embs, strict=True):
+    for it, g, x, b in zip(items, grads, embs, bases, strict=True):
         _, offs = lm.prompt_encoding(it.prompt)
         if mean and not per_token:
             g = g / len(it.reference.ids)
-        if name == "gradient":
-            tok, how = np.linalg.norm(g, axis=-1), "l2"
-        else:
-            own = (offs[:, 0] >= 0)[None, :, None]
-            tok, how = (g * np.where(own, x[None], 0.0)).sum(-1), "sum"
+        own = (offs[:, 0] >= 0)[None, :, None]  # the prompt's own tokens, not the template's
+        # the method's own reduction (explainers/gradient.py), as for classifiers
+        tok = explainer.token_scores(g, np.where(own, x[None], 0.0),
+                                     None if b is None else np.where(own, b[None], 0.0))
+        how = explainer.pooling
         info: dict[str, Any] = {"backwards": len(g) * len(alphas)}
         if ig:
             info["attribution_sum"] = tok.sum(-1).tolist()

@@ -288,10 +288,10 @@ class GenerativeAdapter(Chunked):
                 for s in range(len(alphas))]
         emb = self.model.get_input_embeddings()
         bid = self.baseline_id(baseline)
-        grads = [np.zeros((n_t[i], len(ctx[i]), emb.weight.shape[1])) for i in range(len(ctx))]
+        grads = [torch.zeros((n_t[i], len(ctx[i]), emb.weight.shape[1]), dtype=torch.float64,
+                             device=self.device) for i in range(len(ctx))]
 
-        def run(idx: np.ndarray) -> None:
-            chosen = [rows[j] for j in idx]
+        def build(chosen: list[tuple[int, int, int]]) -> tuple[torch.Tensor, Any]:
             inputs, offs = self._teacher_inputs([ctx[i] for i, _, _ in chosen],
                                                 [outs[i] for i, _, _ in chosen])
             with torch.no_grad():
@@ -304,25 +304,25 @@ class GenerativeAdapter(Chunked):
                     own[r, : len(ctx[i])] = torch.from_numpy(encs[i][1][:, 0] >= 0)
                     alpha[r] = float(alphas[s])
                 moved = b + alpha[..., None] * (x - b)
-                z0 = torch.where(own[..., None], moved, x)
-            z = z0.to(emb.weight.dtype).requires_grad_(True)
+                z0 = torch.where(own[..., None], moved, x).to(emb.weight.dtype)
             kw = {k: v for k, v in inputs.items() if k != "input_ids"}
-            with torch.enable_grad():
+
+            def value_of(z: torch.Tensor) -> torch.Tensor:
+                """Log-probability of the output (or of output token t) per row."""
                 logp = torch.log_softmax(self.model(inputs_embeds=z, **kw).logits.float(), -1)
-                total = logp.new_zeros(())
-                for r, (i, t, s) in enumerate(chosen):
+                vals = []
+                for r, (i, t, _) in enumerate(chosen):
                     o = torch.from_numpy(outs[i]).to(self.device)
                     lp = logp[r, torch.arange(len(o), device=self.device) + offs[r], o]
-                    total = total + float(weights[s]) * (lp[t] if per_token else lp.sum())
-                (g,) = torch.autograd.grad(total, z)
-            for r, (i, t, _) in enumerate(chosen):
-                grads[i][t] += g[r, : len(ctx[i])].double().cpu().numpy()
-            self.stats.backward_rows += len(idx)
+                    vals.append(lp[t] if per_token else lp.sum())
+                return torch.stack(vals)
+            return z0, value_of
 
         lengths = np.array([len(ctx[i]) + len(outs[i]) for i, _, _ in rows])
-        self._chunks(self._plan(lengths), run)
+        self._path_gradients(rows, lengths, list(weights), grads, build)
+        grads_np = [g.cpu().numpy() for g in grads]
         w = emb.weight.detach().float().cpu().numpy()
-        return grads, [w[c] for c in ctx]
+        return grads_np, [w[c] for c in ctx]
 
 
 def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = "float32",
