@@ -192,3 +192,45 @@ def save_tiny(path, seed: int = 0, **kw: Any):
     tiny.model.save_pretrained(path)
     tiny.tokenizer.save_pretrained(path)
     return path
+
+
+# ------------------------------------------------------------------ explanation contract
+# shared by tests/test_conformance.py (classifiers) and tests/test_conformance_generation.py
+def check_scores(e: fs.Explanation, n_targets: int) -> None:
+    """Scores are float32, (targets x units) for this explanation's units, and finite."""
+    assert e.units, "every input has at least one unit"
+    assert e.scores.dtype == np.float32
+    assert e.scores.shape == (n_targets, len(e.units))
+    assert len(e.targets) == n_targets
+    assert np.isfinite(e.scores).all()
+
+
+def check_same_scores(first, again) -> None:
+    """Two runs of the same call (same seed) give identical units and scores."""
+    assert len(first) == len(again)
+    for a, b in zip(first, again):
+        assert a.units == b.units
+        assert np.array_equal(a.scores, b.scores)
+
+
+def check_batch_invariance(big, one, name: str, atol: float = 1e-5) -> None:
+    """The same call with a large and a batch size of 1: same units, scores equal to atol."""
+    assert len(big) == len(one)
+    for a, b in zip(big, one):
+        assert a.units == b.units
+        assert np.allclose(a.scores, b.scores, atol=atol, rtol=0), (
+            f"{name}: max |diff| {np.abs(a.scores - b.scores).max():.3g}")
+
+
+def check_round_trip(exps, path) -> list[fs.Explanation]:
+    """Save ``exps`` to ``path`` (its suffix picks the format), load them back, and check the
+    loaded explanations equal them exactly; returns the loaded ones."""
+    loaded = fs.load_explanations(fs.save_explanations(exps, path))
+    assert len(loaded) == len(exps)
+    for a, b in zip(exps, loaded):
+        assert a.equals(b)  # exact: atol=0
+        assert b.scores.dtype == np.float32
+        assert np.array_equal(a.scores, b.scores)
+        assert a.units == b.units and dict(a.info) == dict(b.info)
+        assert (a.output, a.output_ids, a.levels) == (b.output, b.output_ids, b.levels)
+    return loaded

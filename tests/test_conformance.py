@@ -10,7 +10,15 @@ import pytest
 
 import faithscope as fs
 from faithscope.registry import explainers as registry
-from helpers import INPUTS, PAIR, with_batch_size
+from helpers import (
+    INPUTS,
+    PAIR,
+    check_batch_invariance,
+    check_round_trip,
+    check_same_scores,
+    check_scores,
+    with_batch_size,
+)
 
 # every explainer of classifiers (self_explanation needs an LLM: see test_self_explain.py)
 EXPLAINERS = [n for n in registry.names() if not registry.get(n).needs_generation]
@@ -99,14 +107,11 @@ def test_output_contract(run, adapters, name, model, granularity):
         text, pair = x if isinstance(x, tuple) else (x, None)
         assert isinstance(e, fs.Explanation)
         assert (e.example_id, e.text, e.pair) == (str(k), text, pair)
-        assert e.units, "every input has at least one unit"
         if pair is not None:
             assert {u.part for u in e.units} == {0, 1}
         assert e.targets == tuple(range(adapter.num_labels))
         assert e.target_labels == adapter.labels
-        assert e.scores.dtype == np.float32
-        assert e.scores.shape == (adapter.num_labels, len(e.units))
-        assert np.isfinite(e.scores).all()
+        check_scores(e, adapter.num_labels)
         assert e.probs.dtype == np.float32 and e.probs.shape == (adapter.num_labels,)
         assert e.probs.sum() == pytest.approx(1.0, abs=1e-5)
         # provenance
@@ -135,8 +140,7 @@ def test_output_contract(run, adapters, name, model, granularity):
 def test_same_seed_same_scores(run, name, model, granularity):
     first = run(model, granularity, name)
     again = run(model, granularity, name, fresh=True)
-    for a, b in zip(first, again):
-        assert np.array_equal(a.scores, b.scores)
+    check_same_scores(first, again)
 
 
 @names
@@ -160,10 +164,7 @@ def test_other_seed(run, name, model, granularity):
 def test_batch_size_invariance(run, name, model, granularity):
     big = run(model, granularity, name, batch=64)
     one = run(model, granularity, name, batch=1)
-    for a, b in zip(big, one):
-        assert a.units == b.units
-        assert np.allclose(a.scores, b.scores, atol=1e-5, rtol=0), (
-            f"{name}: max |diff| {np.abs(a.scores - b.scores).max():.3g}")
+    check_batch_invariance(big, one, name)
 
 
 @names
@@ -172,14 +173,7 @@ def test_batch_size_invariance(run, name, model, granularity):
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_save_load_round_trip(run, tmp_path, name, model, granularity, suffix):
     exps = run(model, granularity, name)
-    path = fs.save_explanations(exps, tmp_path / f"out{suffix}")
-    loaded = fs.load_explanations(path)
-    assert len(loaded) == len(exps)
-    for a, b in zip(exps, loaded):
-        assert a.equals(b)  # exact: atol=0
-        assert b.scores.dtype == np.float32
-        assert np.array_equal(a.scores, b.scores)
-        assert a.units == b.units and dict(a.info) == dict(b.info)
+    check_round_trip(exps, tmp_path / f"out{suffix}")
 
 
 def test_example_major_order(bert_adapter):

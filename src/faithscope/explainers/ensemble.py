@@ -133,7 +133,11 @@ class Ensemble(Explainer):
         for exp, wk in zip(members, w, strict=True):
             if items:  # as explain() does before each explainer: a member sees the same seed
                 torch.manual_seed(items[0].seed)
-            scores, member_infos = exp.attribute(adapter, items, target_fn)
+            # a model with its own way of running explainers (generated text: gradients of
+            # the output's log-probability) runs the members itself, as score_masks does
+            own = getattr(adapter, "run_explainer", None)
+            scores, member_infos = (own(exp, items) if own is not None
+                                    else exp.attribute(adapter, items, target_fn))
             for k, (sc, info) in enumerate(zip(scores, member_infos, strict=True)):
                 total[k] += wk * normalize_scores(sc, self.normalization)
                 infos[k]["members"].append(exp.name)

@@ -99,6 +99,7 @@ class ScalarizedLM:
     scalarizer: Scalarizer
     replacement: str = ""
     queries: dict[str, int] = field(default_factory=dict)  # distinct prompts per example
+    _gradients: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def mask_operator(self, operator: str) -> str:
         """The operator this model applies, whatever the explainer asks (see the module
@@ -107,6 +108,22 @@ class ScalarizedLM:
             return "delete"
         unk = getattr(getattr(self.lm, "tokenizer", None), "unk_token", None)
         return "unk" if unk is not None and self.replacement == str(unk) else "replace"
+
+    def run_explainer(self, exp: Any, items: Sequence[GenItem]) -> Any:
+        """Attribute ``items`` with ``exp`` on this model: the gradient family through the
+        model's gradients of the log-probability (token scores cached per explainer and prompt,
+        so later multi-level rounds only pool them again), every other explainer through its own
+        kernel with this object as its adapter. Ensembles reach their members through here."""
+        if not exp.uses_model_internals:
+            return exp.attribute(self, items, self.scalarizer)
+        scal = self.scalarizer
+        if exp.name not in GRADIENT_EXPLAINERS or not isinstance(scal, LogProb) or \
+                isinstance(scal, SummaryProb):
+            raise InputError(f"on generated text, model-internal explainers are "
+                             f"{GRADIENT_EXPLAINERS} with the log_prob target")
+        cache = self._gradients.setdefault(repr(exp), {})
+        return gradient_scores(self.lm, items, exp, per_token=scal.per_token,
+                               mean=scal.mean, cache=cache)
 
     def score_unit_masks(self, items: Sequence[GenItem], masks: Sequence[np.ndarray]
                          ) -> list[np.ndarray]:
@@ -277,22 +294,15 @@ def attribute_items(lm: Any, items: Sequence[GenItem], exp: Any, scal: Scalarize
     from ..api import versions as _versions
 
     model = ScalarizedLM(lm, scal, replacement)
-    attribute: Any = exp.attribute  # duck-typed: GenItems and a ScalarizedLM "adapter"
-    if exp.uses_model_internals:
-        tokens: dict[str, Any] = {}  # one backward pass per prompt, whatever the rounds
-
-        def attribute(_m: Any, its: Sequence[GenItem], _s: Any) -> Any:
-            return gradient_scores(lm, its, exp, per_token=scal.per_token,  # type: ignore
-                                   mean=scal.mean, cache=tokens)  # type: ignore[attr-defined]
     torch.manual_seed(seed)
     t0 = time.perf_counter()
     rounds: list[list[int]] = [[it.n_units for it in items]]
-    scores, infos = attribute(model, items, scal)
+    scores, infos = model.run_explainer(exp, items)
     for parent, level in zip(levels, levels[1:]):
         items = [_refine(it, sc, parent, level, top_k=top_k, top_fraction=top_fraction,
                          by=refine_by) for it, sc in zip(items, scores, strict=True)]
         rounds.append([it.n_units for it in items])
-        scores, infos = attribute(model, items, scal)
+        scores, infos = model.run_explainer(exp, items)
     per = (time.perf_counter() - t0) / max(len(items), 1)
     ver = _versions()
     params = exp.params()

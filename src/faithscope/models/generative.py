@@ -143,6 +143,10 @@ class GenerativeAdapter(Chunked):
             for t, (a, b) in zip(enc["input_ids"], enc["offset_mapping"], strict=True):
                 ids.append(int(t))
                 offs.append((int(a), int(b)) if own and int(t) not in specials else (-1, -1))
+        if not ids and not self.encoder_decoder:  # e.g. every unit of a prompt removed
+            start = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+            if start is not None:  # a decoder needs one position to predict from
+                ids, offs = [int(start)], [(-1, -1)]
         return np.asarray(ids, dtype=np.int64), np.asarray(offs, dtype=np.int64).reshape(-1, 2)
 
     def output_ids(self, text: str) -> np.ndarray:
