@@ -50,6 +50,7 @@ FIXTURES = [
     ("multinli", {"split": "dev_mismatched"}, 12, ("entailment", "neutral", "contradiction")),
     ("hf", {"path": DATA / "multinli" / "validation_matched.jsonl", "text_column": "premise",
             "pair_column": "hypothesis"}, 10, ("0", "1", "2")),
+    ("prompts", {}, 30, ()),  # the bundled prompts of generation studies: unlabelled
 ]
 
 
@@ -73,7 +74,7 @@ def marked_words(ex: Example) -> list[str]:
 # ------------------------------------------------------------------ registry and common API
 def test_every_loader_registered_with_keyword_only_common_arguments():
     assert set(datasets.names()) == {"sst2", "sst2_planted", "esnli", "cose", "eraser",
-                                     "hatexplain", "hf", "multinli"}
+                                     "hatexplain", "hf", "multinli", "prompts"}
     assert {f[0] for f in FIXTURES} == set(datasets.names())
     for name in datasets.names():
         params = inspect.signature(datasets.get(name)).parameters

@@ -84,8 +84,14 @@ def _metrics(path) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------- spec
 def test_presets_parse_and_cover_the_protocol():
-    assert preset_names() == ["architectures", "scaling", "seeds"]
+    assert preset_names() == ["architectures", "generation", "scaling", "seeds"]
     for name in preset_names():
+        if name == "generation":  # prompts for generative LMs: tests/test_generation_study.py
+            spec = load_preset(name)
+            assert {d.name for d in spec.datasets} == {"prompts"}
+            assert all(m.kind == "generative" for m in spec.models)
+            assert {"mexgen_lshap", "leave_one_out", "lime"} <= {e.name for e in spec.explainers}
+            continue
         spec = load_preset(name)
         assert {d.name for d in spec.datasets} == {"sst2_planted", "esnli"}
         assert {"integrated_gradients", "lime", "kernel_shap"} <= {e.name for e in spec.explainers}
@@ -259,7 +265,7 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(reference, spec_file, tmp
 
 def test_cli_list_presets_results_sql_and_export(reference, tmp_path, capsys):
     assert main(["list", "presets"]) == 0
-    assert capsys.readouterr().out.split() == ["architectures", "scaling", "seeds"]
+    assert capsys.readouterr().out.split() == ["architectures", "generation", "scaling", "seeds"]
     out = str(reference[0])
     assert main(["results", out]) == 0
     text = capsys.readouterr().out

@@ -530,7 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("run", help="run or resume a study (YAML spec or --preset)")
     r.add_argument("spec", nargs="?", help="study spec (YAML)")
-    r.add_argument("--preset", help="a shipped preset: scaling, architectures, seeds")
+    r.add_argument("--preset", help="a shipped preset: scaling, architectures, seeds, generation")
     r.add_argument("--out", help="study directory or fsspec URL (default studies/NAME)")
     r.add_argument("--executor", choices=("local", "ray"), default="local")
     r.add_argument("--address", help="Ray cluster address (default: start a local one)")

@@ -4,8 +4,9 @@ One file that works offline (inline CSS, SVG figures and script; no network): an
 (models, datasets, explainers, runtime and memory), metric tables (mean ± 95 % CI, direction,
 best per row, random baseline), plots (metric against model size, per architecture, per gold
 label, explainer agreement; sanity and stability curves when the study has them), an example
-browser (every explainer's heatmap against the human rationale or planted feature) and the
-study's provenance. The same study always gives the same bytes.
+browser (every explainer's heatmap against the human rationale or planted feature), for
+generative models a generation section (perturbation curves with bootstrap CI bands, multi-level
+prompt heatmaps, queries per explanation) and the study's provenance. The same study always gives the same bytes.
 
 Example
 -------
@@ -22,7 +23,8 @@ from typing import Any
 
 from .browser import agreement_matrix, browser_payload
 from .data import ReportData, collect
-from .figures import Figure, build_figures, export_figures
+from .figures import Figure, build_figures, export_figures, style
+from .generation import generation_figures
 from .html import esc, render, script_json
 from .seeds import seed_figures
 
@@ -34,7 +36,9 @@ def build_report(study: Any, *, n_boot: int = 1000) -> tuple[str, list[Figure]]:
     if not isinstance(study, Study):
         study = open_study(study)
     data = collect(study, n_boot=n_boot)
-    figures = build_figures(data) + seed_figures(data)
+    with style():
+        gen = generation_figures(data)
+    figures = build_figures(data) + seed_figures(data) + gen
     return render(data, figures, browser_payload(data)), figures
 
 

@@ -74,6 +74,10 @@ pre { background: var(--soft); padding: 10px; overflow-x: auto; font-size: 12px;
 .heat .u.ref { box-shadow: inset 0 -3px 0 var(--ref); }
 .heat mark { background: #ffe79a; border-radius: 3px; padding: 1px 1px; }
 .trunc { color: #8a93a3; text-decoration: underline dotted; }
+.gen-heat td.gen-text, .gen-heat td.gen-out { line-height: 1.9; }
+.gen-heat .gu { border-radius: 3px; padding: 1px 2px; }
+.gen-heat .go { color: #8a93a3; }
+.gen-heat td.gen-out { font-style: italic; }
 .heat .sep { color: var(--muted); padding: 0 6px; }
 .scale { display: inline-block; width: 160px; height: 10px; vertical-align: middle; background:
   linear-gradient(90deg, rgb(37,99,235), #fff, rgb(220,38,38)); border: 1px solid var(--line); }

@@ -301,6 +301,11 @@ def render(data: ReportData, figures: Sequence[Figure], payload: dict[str, Any])
     seeds = not data.stability_pairs.empty or not data.ling_accuracy.empty
     if seeds:
         nav.append(("seeds", "Seed stability"))
+    from .generation import generated, generation_section
+
+    gen = bool(generated(data))
+    if gen:
+        nav.append(("generation", "Generation"))
     nav += [("examples", "Examples"), ("provenance", "Provenance")]
     version = (data.manifest.get("versions") or {}).get("faithscope", "")
     body = [
@@ -317,6 +322,8 @@ def render(data: ReportData, figures: Sequence[Figure], payload: dict[str, Any])
         from .seeds import seeds_section
 
         body.append(seeds_section(data, figures))
+    if gen:
+        body.append(generation_section(data, figures))
     body += [examples(), provenance(data)]
     links = "".join(f'<a href="#{k}">{esc(v)}</a>' for k, v in nav)
     return (

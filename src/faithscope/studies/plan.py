@@ -85,8 +85,24 @@ def _recipe(spec: StudySpec, m: ModelSpec, seed: int) -> dict[str, Any]:
 
 
 def model_identity(m: ModelSpec) -> dict[str, Any]:
-    """What identifies a base model's weights: its hub id, path and revision (not its label)."""
-    return {"hub": m.hub, "path": m.path, "revision": m.revision, "dtype": m.dtype}
+    """What identifies a base model's weights: its hub id, path and revision (not its label);
+    for a generative model also its kind and decoding settings (set ones only, so that the
+    keys of classifier studies do not change)."""
+    out: dict[str, Any] = {"hub": m.hub, "path": m.path, "revision": m.revision,
+                           "dtype": m.dtype}
+    if m.kind is not None:
+        out["kind"] = m.kind
+    if m.generation:
+        out["generation"] = m.generation
+    return out
+
+
+def generation_identity(spec: StudySpec) -> list[Any]:
+    """The study's explanation settings of generated text, when it sets any (else nothing, so
+    that classifier studies keep their keys)."""
+    if spec.levels is None and spec.top_fraction is None:
+        return []
+    return [{"levels": spec.levels, "top_fraction": spec.top_fraction}]
 
 
 def train_identity(d: DatasetSpec) -> dict[str, Any]:
@@ -123,7 +139,8 @@ def plan_study(spec: StudySpec, n_examples: Mapping[str, int]) -> Plan:
                     lo, hi = shard * spec.shard_size, min(n, (shard + 1) * spec.shard_size)
                     for e in explainers_with_baseline(spec):
                         ex = content_key("explain", ft, eval_identity(d), lo, hi, asdict(e),
-                                         spec.granularity, spec.target_fn)
+                                         spec.granularity, spec.target_fn,
+                                         *generation_identity(spec))
                         units.append(Unit(stage="explain", key=ex, model=m.name, seed=seed,
                                           dataset=d.name, shard=shard, explainer=e.name,
                                           parent=ft, params={"range": [lo, hi],

@@ -199,8 +199,11 @@ def print_results(study: Study, console: Any) -> None:
         console.print(t)
         if "model_from" in models.columns:
             for r in models.drop_duplicates("model").itertuples():
+                used = ("generative, used as is (not fine-tuned)"
+                        if getattr(r, "kind", None) == "generative"
+                        else f"fine-tuned checkpoint {r.revision}")
                 console.print(Text(f"{r.model}: base model from its {r.model_from}, "
-                                   f"{r.model_source}; fine-tuned checkpoint {r.revision}"))
+                                   f"{r.model_source}; {used}"))
     summary = study.summary()
     sizes = dict(zip(models["model"], models["params_m"], strict=False)) if not models.empty else {}
     for (dataset, model), g in (summary.groupby(["dataset", "model"], sort=False)

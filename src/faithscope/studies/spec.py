@@ -61,6 +61,10 @@ class ModelSpec:
     recipe: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float32"
     size: float | None = None  # parameters in millions, for plots; measured when missing
+    # "classifier" (fine-tuned per dataset) or "generative" (a causal or seq2seq LM, explained
+    # as is: no fine-tuning); None: read from the model's config when it is loaded
+    kind: str | None = None
+    generation: dict[str, Any] = field(default_factory=dict)  # max_new_tokens, num_beams, ...
 
     def source(self) -> str:
         """What to load: ``path`` (``${VAR}`` and ``pkg:`` expanded) when it exists, else the
@@ -123,6 +127,10 @@ class StudySpec:
     device: str = "auto"
     recipe: dict[str, Any] = field(default_factory=dict)  # defaults for every model's recipe
     analyses: tuple[AnalysisSpec, ...] = ()
+    # generative models only (None: faithscope's defaults, which are not part of plan keys):
+    # coarse-to-fine segmentation levels of the prompt and the share of units refined per level
+    levels: tuple[str, ...] | None = None
+    top_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -273,6 +281,65 @@ def _metrics(names: list[Any], path: str, loc: _Loc) -> tuple[str, ...]:
     return tuple(names)
 
 
+MODEL_KINDS = ("classifier", "generative")
+GENERATION_KEYS = {"max_new_tokens": int, "num_beams": int, "chat": bool, "system": str}
+
+
+def _generation(d: Any, path: str, loc: _Loc) -> dict[str, Any]:
+    """A model's decoding settings (fixed decoding: greedy, or beam search)."""
+    _typed(d, dict, path, loc)
+    for key, value in d.items():
+        if key not in GENERATION_KEYS:
+            close = difflib.get_close_matches(key, GENERATION_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                f" (known: {', '.join(GENERATION_KEYS)})"
+            raise loc.err(f"{path}.{key}", f"unknown generation key {key!r}{hint}")
+        _typed(value, GENERATION_KEYS[key], f"{path}.{key}", loc)
+        if GENERATION_KEYS[key] is int and value < 1:
+            raise loc.err(f"{path}.{key}", f"{path}.{key} must be >= 1")
+    return dict(d)
+
+
+def _generation_keys(rest: dict[str, Any], models: list[ModelSpec], loc: _Loc) -> None:
+    """Validate (in place) ``target_fn``, ``levels`` and ``top_fraction``."""
+    from ..registry import targets
+    from ..segment import LEVELS
+    from ..targets import for_classifiers
+
+    fn = rest.get("target_fn", "prob")
+    _typed(fn, str, "target_fn", loc)
+    if fn not in targets:
+        raise loc.err("target_fn", targets.unknown_message(fn))
+    generative = [m.name for m in models if m.kind == "generative"]
+    classifiers = [m.name for m in models if m.kind == "classifier"]
+    if generative and fn not in _generation_targets():
+        raise loc.err("target_fn", f"target_fn {fn!r} does not apply to generated text (models "
+                      f"{', '.join(generative)}); use one of "
+                      f"{', '.join(sorted(_generation_targets()))}")
+    if classifiers and not for_classifiers(fn):
+        raise loc.err("target_fn", f"target_fn {fn!r} applies to generated text only, not to "
+                      f"the classifiers {', '.join(classifiers)}")
+    if rest.get("levels") is not None:
+        lv = rest["levels"]
+        lv = [lv] if isinstance(lv, str) else _typed(lv, list, "levels", loc)
+        if (not lv or any(x not in LEVELS for x in lv) or len(set(lv)) != len(lv)
+                or list(lv) != sorted(lv, key=lambda x: LEVELS.index(x))):
+            raise loc.err("levels", f"levels must be coarse-to-fine names among "
+                          f"{', '.join(LEVELS)}, got {lv!r}")
+        rest["levels"] = tuple(lv)
+    if rest.get("top_fraction") is not None:
+        tf = _typed(rest["top_fraction"], (int, float), "top_fraction", loc)
+        if not 0 < tf <= 1:
+            raise loc.err("top_fraction", f"top_fraction must be in (0, 1], got {tf!r}")
+
+
+def _generation_targets() -> set[str]:
+    from ..registry import targets
+    from ..targets import for_generation
+
+    return {t for t in targets if for_generation(t)}
+
+
 def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
     """Parse and validate a study spec given as YAML text."""
     from ..models.finetune import Recipe
@@ -293,8 +360,14 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
         _check_keys(m, "model", p, loc, ("name",))
         if not m.get("path") and not m.get("hub"):
             raise loc.err(p, f"{p}: give a local 'path' or a 'hub' id")
-        models.append(ModelSpec(**{**m, "recipe": _recipe(m.get("recipe", {}), f"{p}.recipe",
-                                                          loc)}))
+        if m.get("kind") is not None and m["kind"] not in MODEL_KINDS:
+            raise loc.err(f"{p}.kind", f"{p}.kind must be one of {', '.join(MODEL_KINDS)}, got "
+                          f"{m['kind']!r}")
+        gen = _generation(m.get("generation") or {}, f"{p}.generation", loc)
+        if gen and m.get("kind") == "classifier":
+            raise loc.err(f"{p}.generation", f"{p}: a classifier has no generation settings")
+        models.append(ModelSpec(**{**m, "generation": gen,
+                                   "recipe": _recipe(m.get("recipe", {}), f"{p}.recipe", loc)}))
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise loc.err("models", "model names must be unique")
@@ -331,6 +404,7 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
     for key in ("shard_size", "max_length", "max_batch_size"):
         if key in rest and _typed(rest[key], int, key, loc) < 1:
             raise loc.err(key, f"{key} must be >= 1")
+    _generation_keys(rest, models, loc)
     spec = StudySpec(models=tuple(models), datasets=tuple(dsets), explainers=explainers_,
                      metrics=metrics, seeds=seeds, analyses=analyses, **rest)
     for m in spec.models:  # the merged recipe must be valid for every model

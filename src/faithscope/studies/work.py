@@ -35,8 +35,28 @@ else:
     torch = lazy_import("torch")
 
 
-def n_params(adapter: ModelAdapter) -> int:
+def n_params(adapter: Any) -> int:
     return int(sum(p.numel() for p in adapter.model.parameters()))
+
+
+_GENERATIVE_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def infer_kind(source: str) -> str:
+    """``generative`` when a model's config names a language-model head (causal or seq2seq),
+    else ``classifier``."""
+    from transformers import AutoConfig
+
+    from ..models.loading import resolve_name
+
+    try:
+        cfg = AutoConfig.from_pretrained(resolve_name(source)[0])
+    except Exception:  # noqa: BLE001  (loading the model reports the problem properly)
+        return "classifier"
+    archs = list(getattr(cfg, "architectures", None) or [])
+    if any(a.endswith(_GENERATIVE_HEADS) for a in archs):
+        return "generative"
+    return "classifier"
 
 
 @dataclass
@@ -49,7 +69,8 @@ class Worker:
     checkpoints: str | None = None  # fine-tuned checkpoints; None: the store's (or user cache)
     on_step: Callable[[int, int, float], None] | None = None  # fine-tuning progress
     _data: dict[tuple[str, str], Dataset] = field(default_factory=dict)
-    _model: tuple[str, ModelAdapter] | None = None
+    _model: tuple[str, Any] | None = None
+    _kinds: dict[str, str] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- lookups
     def model_spec(self, name: str) -> ModelSpec:
@@ -77,12 +98,35 @@ class Worker:
     def _device(self) -> str:
         return self.device or self.spec.device
 
+    def kind(self, name: str) -> str:
+        """``classifier`` or ``generative``: as the spec says, else from the model's config."""
+        if name not in self._kinds:
+            m = self.model_spec(name)
+            self._kinds[name] = m.kind or infer_kind(m.source())
+        return self._kinds[name]
+
+    def generative(self, unit: Unit) -> bool:
+        return self.kind(unit.model) == "generative"
+
+    def _load_generative(self, m: ModelSpec) -> Any:
+        from ..models.generative import load_generative
+
+        return load_generative(m.source(), device=self._device, dtype=m.dtype,
+                               revision=m.revision, max_batch_size=self.spec.max_batch_size,
+                               **m.generation)
+
     # ---------------------------------------------------------------- fine-tuning
-    def finetuned(self, key: str, unit: Unit | None = None) -> ModelAdapter:
-        """The fine-tuned model of finetune unit ``key`` (its checkpoint, or trained again)."""
+    def finetuned(self, key: str, unit: Unit | None = None, *, model: str | None = None) -> Any:
+        """The fine-tuned model of finetune unit ``key`` (its checkpoint, or trained again); a
+        generative model (of ``unit`` or named ``model``) is loaded as is."""
         if self._model is not None and self._model[0] == key:
             return self._model[1]
         self._model = None
+        name = unit.model if unit is not None else model
+        if name is not None and self.kind(name) == "generative":  # used as is, not fine-tuned
+            adapter = self._load_generative(self.model_spec(name))
+            self._model = (key, adapter)
+            return adapter
         row: Any = None
         if self.store.status("finetune", key, verify=False) == "done":
             row = self.store.read_shard("finetune", key).iloc[0]
@@ -144,6 +188,8 @@ class Worker:
         return Path(self.store.root) / p if self.store.local else None
 
     def run_finetune(self, unit: Unit) -> pd.DataFrame:
+        if self.generative(unit):
+            return self._record_generative(unit)
         adapter, info = self._train(unit)
         self._model = (unit.key, adapter)
         d = self.dataset_spec(unit.dataset)
@@ -169,15 +215,51 @@ class Worker:
             "accuracy_seconds": acc_seconds,
         }])
 
+    def _record_generative(self, unit: Unit) -> pd.DataFrame:
+        """A generative model is not fine-tuned: its finetune unit loads it and records it
+        (the same columns as a fine-tuned classifier; accuracy and training are empty)."""
+        m = self.model_spec(unit.model)
+        t0 = time.perf_counter()
+        adapter = self._load_generative(m)
+        seconds = time.perf_counter() - t0
+        self._model = (unit.key, adapter)
+        d = self.dataset_spec(unit.dataset)
+        nan = float("nan")
+        return pd.DataFrame([{
+            "model": unit.model, "seed": unit.seed, "dataset": unit.dataset,
+            "model_source": self._base_id(m),
+            "model_from": "hub" if m.hub and self._base_id(m) == m.hub else "path",
+            "model_id": adapter.model_id, "revision": adapter.revision, "checkpoint": "",
+            "params_m": m.size if m.size is not None else n_params(adapter) / 1e6,
+            "architecture": type(adapter.model).__name__,
+            "accuracy": nan, "eval_split": d.split, "n_accuracy": 0, "val_accuracy": nan,
+            "val_history": "[]", "best_epoch": None, "epochs_run": 0, "n_train": 0,
+            "train_seconds": 0.0, "cached": False, "labels": "[]", "accuracy_seconds": 0.0,
+            "kind": "generative", "load_seconds": seconds,
+            "generation": json.dumps({"max_new_tokens": adapter.max_new_tokens,
+                                      "num_beams": adapter.num_beams, **m.generation},
+                                     sort_keys=True),
+        }])
+
+    def generation_kwargs(self, unit: Unit) -> dict[str, Any]:
+        """``levels``/``top_fraction`` for explaining generated text (the spec's, when set)."""
+        out: dict[str, Any] = {}
+        if self.spec.levels is not None:
+            out["levels"] = self.spec.levels
+        if self.spec.top_fraction is not None:
+            out["top_fraction"] = self.spec.top_fraction
+        return out
+
     # ---------------------------------------------------------------- explain / metrics
     def run_explain(self, unit: Unit) -> Any:
         from ..api import explain
 
         adapter = self.finetuned(unit.parent or "")
         e = unit.params["explainer"]
+        extra = self.generation_kwargs(unit) if self.generative(unit) else {}
         exps = explain(adapter, self.examples(unit), [(e["name"], e["params"])],
                        granularity=self.spec.granularity, target_fn=self.spec.target_fn,
-                       seed=unit.seed)
+                       seed=unit.seed, **extra)
         return explanations_table(exps)
 
     def run_metrics(self, unit: Unit, explain_unit: Unit) -> pd.DataFrame:
@@ -186,8 +268,11 @@ class Worker:
         adapter = self.finetuned(explain_unit.parent or "")
         exps = explanations_from_table(self.store.read_table("explain", explain_unit.key))
         examples = self.examples(unit)
-        metrics = applicable_metrics(unit.params["metrics"], examples)
-        df = evaluate(exps, adapter, metrics, examples=examples, random=False, seed=unit.seed)
+        generative = self.generative(unit)
+        metrics = applicable_metrics(unit.params["metrics"], examples, generative=generative)
+        extra = {"target_fn": self.spec.target_fn} if generative else {}
+        df = evaluate(exps, adapter, metrics, examples=examples, random=False, seed=unit.seed,
+                      **extra)
         df["detail"] = df["detail"].map(lambda d: json.dumps(d, default=float))
         df["correct"] = df["correct"].astype("boolean")
         df["label"] = df["label"].astype("Int64")
@@ -234,10 +319,10 @@ class Worker:
         if unit.stage == "analysis":
             return self.run_analysis(unit, units)
         if unit.stage == "explain":
-            self.finetuned(unit.parent or "", units.get(unit.parent or ""))
+            self.finetuned(unit.parent or "", units.get(unit.parent or ""), model=unit.model)
             return self.run_explain(unit)
         parent = units[unit.parent or ""]
-        self.finetuned(parent.parent or "", units.get(parent.parent or ""))
+        self.finetuned(parent.parent or "", units.get(parent.parent or ""), model=unit.model)
         return self.run_metrics(unit, parent)
 
 
@@ -253,12 +338,15 @@ def _peak_rss_mb() -> float | None:
         return None
 
 
-def applicable_metrics(metrics: Sequence[str], examples: Sequence[Example]) -> list[str]:
-    """Drop metrics that need a rationale on data that has none (e.g. plausibility on SST-2)."""
+def applicable_metrics(metrics: Sequence[str], examples: Sequence[Example], *,
+                       generative: bool = False) -> list[str]:
+    """Drop metrics that need a rationale on data that has none (e.g. plausibility on SST-2),
+    and for generated text the analyses (they re-run a classifier's explainer)."""
     from ..metrics.base import get_metric
 
     has_rationale = any(ex.rationale for ex in examples)
-    return [m for m in metrics if has_rationale or "rationale" not in get_metric(m).needs]
+    return [m for m in metrics if (has_rationale or "rationale" not in get_metric(m).needs)
+            and not (generative and "explainer" in get_metric(m).needs)]
 
 
 def run_units(spec: StudySpec, store_url: str, units: Sequence[Unit], all_units: dict[str, Unit],
