@@ -204,3 +204,27 @@ def planted_model(finetune_cache) -> FineTuned:
 def model_dir(tmp_path_factory):
     """A tiny random BERT classifier saved to a folder (as a user's checkpoint would be)."""
     return str(save_tiny(tmp_path_factory.mktemp("tiny-model"), seed=3))
+
+
+def _chromium() -> str | None:
+    import shutil
+    from pathlib import Path
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright (a system Chromium; skipped without one)."""
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no chromium binary found (apt-get install chromium); browser tests skipped")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        yield b
+        b.close()

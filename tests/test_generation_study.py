@@ -161,27 +161,19 @@ def test_report_generation_section(report):
     assert ">sentence (" in sec and ">output<" in sec
 
 
-def test_generation_report_in_chromium(report):
-    from test_report import _chromium
-
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("no chromium binary found; browser test skipped")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = b.new_page(viewport={"width": 1400, "height": 1000})
-            events: list[str] = []
-            page.on("pageerror", lambda e: events.append(f"pageerror: {e}"))
-            page.on("console", lambda m: events.append(f"console {m.type}: {m.text}"))
-            page.goto(report.as_uri())
-            sec = page.locator("section#generation")
-            assert sec.is_visible()
-            assert sec.locator("figure svg").count() == 1
-            assert sec.locator("table.gen-heat").count() == 6
-            assert sec.locator(".gen-heat .gu").count() > 6
-            assert "Queries per explanation" in sec.inner_text()
-            assert events == []
-        finally:
-            b.close()
+def test_generation_report_in_chromium(report, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        events: list[str] = []
+        page.on("pageerror", lambda e: events.append(f"pageerror: {e}"))
+        page.on("console", lambda m: events.append(f"console {m.type}: {m.text}"))
+        page.goto(report.as_uri())
+        sec = page.locator("section#generation")
+        assert sec.is_visible()
+        assert sec.locator("figure svg").count() == 1
+        assert sec.locator("table.gen-heat").count() == 6
+        assert sec.locator(".gen-heat .gu").count() > 6
+        assert "Queries per explanation" in sec.inner_text()
+        assert events == []
+    finally:
+        page.close()

@@ -211,24 +211,7 @@ def test_cli_report_exit_codes(study_dir, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------- in Chromium
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    exe = _chromium()
-    if exe is None:
-        pytest.skip("no chromium binary found (apt-get install chromium); browser tests skipped")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
-        yield b
-        b.close()
+# (the `browser` fixture, headless Chromium through Playwright, is in conftest.py)
 
 
 def _open(browser, path: Path):

@@ -145,16 +145,22 @@ def evaluate(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _random_baseline(model: ModelAdapter, exps: list[Explanation], by_id: Mapping[str, Example],
-                     seed: int) -> list[Explanation]:
+def _without_random(exps: list[Explanation]) -> dict[tuple[str, str], Explanation]:
+    """(example id, granularity) -> the first explanation of each example and granularity
+    that has no ``random`` explanation yet (the random baseline is made for these)."""
     have = {(e.example_id, e.granularity) for e in exps if e.explainer == "random"}
     todo: dict[tuple[str, str], Explanation] = {}
     for e in exps:
         key = (e.example_id, e.granularity)
         if key not in have:
             todo.setdefault(key, e)
+    return todo
+
+
+def _random_baseline(model: ModelAdapter, exps: list[Explanation], by_id: Mapping[str, Example],
+                     seed: int) -> list[Explanation]:
     out = []
-    for (ex_id, gran), e in todo.items():
+    for (ex_id, gran), e in _without_random(exps).items():
         example = by_id.get(ex_id) or Example(id=ex_id, text=e.text, pair=e.pair)
         out += explain(model, [example], ["random"], granularity=gran, target=list(e.targets),
                        target_fn=e.target_fn, seed=seed)
@@ -167,14 +173,8 @@ def _random_generated(model: Any, exps: list[Explanation], seed: int) -> list[Ex
     from .generation.explain import attribute_items, gen_item
     from .generation.scalarizers import LogProb
 
-    have = {(e.example_id, e.granularity) for e in exps if e.explainer == "random"}
-    todo: dict[tuple[str, str], Explanation] = {}
-    for e in exps:
-        key = (e.example_id, e.granularity)
-        if key not in have:
-            todo.setdefault(key, e)
     out = []
-    for e in todo.values():
+    for e in _without_random(exps).values():
         item = dataclasses.replace(gen_item(e), targets=e.targets, seed=seed)
         (r,) = attribute_items(model, [item], RandomExplainer(), LogProb(), levels=(),
                                granularity=e.granularity, seed=seed)
