@@ -62,9 +62,10 @@ def print_explanations(explanations: Sequence[Explanation], console: Console | N
         first = exps[0]
         label = first.target_labels[0] if first.target_labels else str(first.targets[0])
         title = f"{first.text!r}" + (f" / {first.pair!r}" if first.pair else "")
-        table = Table(title=Text(f"{title}\nexplaining {label} (p={first.probs.max():.2f}, "
-                                 f"target {first.target_fn})"), show_lines=False,
-                      title_justify="left")
+        what = (f"explaining the output's {first.target_fn} ({len(first.targets)} target(s))"
+                 if first.generated else
+                 f"explaining {label} (p={first.probs.max():.2f}, target {first.target_fn})")
+        table = Table(title=Text(f"{title}\n{what}"), show_lines=False, title_justify="left")
         table.add_column("explainer", style="bold", overflow="fold")
         table.add_column("heatmap (red +, blue -)", overflow="fold")
         table.add_column("s/expl", justify="right", no_wrap=True)
