@@ -204,9 +204,16 @@ def _delete_blocks(item: Prepared, masks: np.ndarray
 
 def pool_tokens(item: Prepared, token_scores: np.ndarray, how: str = "sum") -> np.ndarray:
     """Token scores (targets x tokens) -> unit scores (targets x units) by sum or L2 norm."""
+    return pool_by_index(token_scores, item.token_unit, item.n_units, how)
+
+
+def pool_by_index(token_scores: np.ndarray, token_unit: np.ndarray, n_units: int,
+                  how: str = "sum") -> np.ndarray:
+    """The one pooling of token scores into units: ``token_unit`` is each token's unit index
+    (-1 for none); sum, or L2 norm with ``how="l2"``."""
     ts = np.asarray(token_scores, dtype=np.float64)
-    out = np.zeros((ts.shape[0], item.n_units), dtype=np.float64)
-    tu = item.token_unit
+    out = np.zeros((ts.shape[0], n_units), dtype=np.float64)
+    tu = np.asarray(token_unit)
     sel = tu >= 0
     if how == "l2":
         np.add.at(out.T, tu[sel], (ts[:, sel] ** 2).T)

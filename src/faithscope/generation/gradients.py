@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..explainers.base import pool_by_index
 from ..explainers.gradient import integration_points
 from ..units import Unit
 
@@ -37,18 +38,16 @@ GRADIENT_EXPLAINERS = ("gradient", "gradient_x_input", "integrated_gradients")
 def pool_by_offsets(token_scores: np.ndarray, offsets: np.ndarray, units: Sequence[Unit],
                     how: str = "sum") -> np.ndarray:
     """Token scores (targets x tokens) -> unit scores (targets x units); a token belongs to the
-    unit its span overlaps (template and special tokens, offsets -1, to none)."""
-    out = np.zeros((token_scores.shape[0], len(units)))
+    first unit its span overlaps (template and special tokens, offsets -1, to none); pooled by
+    the classifiers' :func:`~faithscope.explainers.base.pool_by_index`."""
     starts = np.array([u.start for u in units])
     ends = np.array([u.end for u in units])
+    token_unit = np.full(len(offsets), -1, dtype=np.int64)
     for k, (a, b) in enumerate(offsets):
-        if a < 0 or b <= a:
-            continue
-        hit = np.nonzero((starts < b) & (ends > a))[0]
-        if len(hit):
-            v = token_scores[:, k]
-            out[:, hit[0]] += v**2 if how == "l2" else v
-    return np.sqrt(out) if how == "l2" else out
+        if 0 <= a < b:
+            hit = np.nonzero((starts < b) & (ends > a))[0]
+            token_unit[k] = hit[0] if len(hit) else -1
+    return pool_by_index(token_scores, token_unit, len(units), how)
 
 
 def gradient_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token: bool,
