@@ -196,22 +196,17 @@ def _generated_values(
 
     gens = [gen_item(it.explanation) for it in items]
     scored = ScalarizedLM(lm, get_scalarizer(target_fn), replacement)
+    removal = [(j, m) for j, m in model_metrics if not isinstance(m, FlipRate)]
+    flip_plan = [(i, j) for i in range(len(items)) for j, m in model_metrics
+                 if isinstance(m, FlipRate)]
+    flip_masks = [dict(model_metrics)[j].masks(items[i]) for i, j in flip_plan]
     plan: list[tuple[int, int, int, int]] = []
-    masks: list[list[np.ndarray]] = [[np.ones((1, g.n_units), bool)] for g in gens]
-    flip_plan: list[tuple[int, int]] = []
-    flip_masks: list[np.ndarray] = []
-    for i, it in enumerate(items):
-        start = 1
-        for j, m in model_metrics:
-            mk = m.masks(it)
-            if isinstance(m, FlipRate):
-                flip_plan.append((i, j))
-                flip_masks.append(mk)
-                continue
-            masks[i].append(mk)
-            plan.append((i, j, start, start + len(mk)))
-            start += len(mk)
-    values = scored.score_unit_masks(gens, [np.concatenate(m) for m in masks])
+    masks: list[np.ndarray] = []
+    for i, g in enumerate(gens):  # row 0 of each prompt: the prompt itself
+        ms, rows = _metric_masks(items, [i], removal, start=1)
+        masks.append(np.concatenate([np.ones((1, g.n_units), bool), *ms]))
+        plan += rows
+    values = scored.score_unit_masks(gens, masks)
     metric_of = dict(model_metrics)
     out: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
     for i, j, a, b in plan:
@@ -223,6 +218,21 @@ def _generated_values(
             out[(i, j)] = (float(1.0 - s[0, 0]), {"k": int((~mk[0]).sum()),
                                                    "output_changed": bool(s[0, 0] < 1)})
     return out
+
+
+def _metric_masks(items: list[EvalItem], idx: list[int], model_metrics: list[tuple[int, Metric]],
+                  *, start: int = 0) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]]]:
+    """The unit masks of every metric for the explanations ``idx`` of one example, stacked in
+    order, and per (explanation, metric) its rows ``[a, b)`` counted from ``start``."""
+    masks: list[np.ndarray] = []
+    rows: list[tuple[int, int, int, int]] = []
+    for i in idx:
+        for j, m in model_metrics:
+            mk = m.masks(items[i])
+            masks.append(mk)
+            rows.append((i, j, start, start + len(mk)))
+            start += len(mk)
+    return masks, rows
 
 
 def _removal_values(
@@ -243,18 +253,11 @@ def _removal_values(
     plans: list[tuple[Prepared, list[tuple[int, int, int, int]], list[np.ndarray]]] = []
     for key, idx in groups.items():
         p = prepared_by[key]
-        rows: list[tuple[int, int, int, int]] = []
-        masks: list[np.ndarray] = []
-        start = 0
         for i in idx:
             if items[i].explanation.units != p.units:
                 raise InputError(f"example {key[0]}: explanation units differ from this "
                                  "model's units (another tokenizer or granularity?)")
-            for j, m in model_metrics:
-                mk = m.masks(items[i])
-                masks.append(mk)
-                rows.append((i, j, start, start + len(mk)))
-                start += len(mk)
+        masks, rows = _metric_masks(items, idx, model_metrics)
         plans.append((p, rows, masks))
     probs = score_masks(model, [p for p, _, _ in plans],
                         [np.concatenate(ms) for _, _, ms in plans], get_target("prob"),
