@@ -1,7 +1,8 @@
 """The classifier contract of tests/test_conformance.py for generated text: every generation
 adapter (GenerativeAdapter on the bundled stories260K decoder; HTTPAdapter against a real local
 OpenAI-compatible server serving it) x every registered explainer that applies to generated
-text x the generation targets that apply (log_prob and log_prob_per_token on the local model;
+text x the generation targets that apply (log_prob and log_prob_per_token on the local model,
+contrast against a foil output with the gradient family and a perturbation explainer of each kind;
 the text-only cosine and bertscore, with a real sentence encoder, on both): scores shape and
 finiteness, determinism under a seed, batch-size invariance, save/load round trip, and the
 typed fields of an explanation of generated text (output, output_ids, levels). Explainers
@@ -70,6 +71,10 @@ FAST = {
 # one (stochastic) explainer for the text-only targets keeps the matrix affordable
 TEXT_EXPLAINER = "lime"
 TEXT_TARGETS = ("cosine", "bertscore")
+# the contrastive target (output vs a foil output) with the gradient family and a perturbation
+# explainer of each kind (its kernel is log_prob's, run twice)
+CONTRAST_EXPLAINERS = (*GRADIENT_EXPLAINERS, "leave_one_out", "lime", "mexgen_lshap")
+FOIL = "The end."
 
 
 def spec(name: str):
@@ -81,6 +86,7 @@ def spec(name: str):
 # text-only targets with one explainer on both
 CASES = (
     [("local", t, n) for t in ("log_prob", "log_prob_per_token") for n in LOCAL_EXPLAINERS]
+    + [("local", "contrast", n) for n in CONTRAST_EXPLAINERS]
     + [("local", t, TEXT_EXPLAINER) for t in TEXT_TARGETS]
     + [("http", "cosine", n) for n in HTTP_EXPLAINERS]
     + [("http", "bertscore", TEXT_EXPLAINER)]
@@ -126,6 +132,8 @@ def models(lm, server):
 @pytest.fixture(scope="module")
 def target_spec(encoder):
     def _spec(target: str):
+        if target == "contrast":
+            return (target, {"foil": FOIL})
         return (target, {"encoder": encoder}) if target in TEXT_TARGETS else target
 
     return _spec
@@ -161,7 +169,8 @@ def test_every_explainer_is_run_or_refused():
     # the generation targets not in the matrix need models of their own (a separate scorer LM,
     # an NLI classifier): test_generation.py covers them
     gen = {n for n in target_registry.names() if for_generation(n)}
-    assert gen - {"log_prob", "log_prob_per_token", *TEXT_TARGETS} == {"summary_prob", "nli"}
+    assert gen - {"log_prob", "log_prob_per_token", "contrast", *TEXT_TARGETS} == \
+        {"summary_prob", "nli"}
 
 
 @cases

@@ -360,8 +360,8 @@ def test_one_targets_registry_marks_the_targets_of_generated_text():
 
     gen = {n for n in targets.names() if for_generation(n)}
     assert gen == {"log_prob", "log_prob_per_token", "summary_prob", "cosine", "bertscore",
-                   "nli"}
-    assert for_classifiers("log_prob") and for_classifiers("prob")
+                   "nli", "contrast"}
+    assert for_classifiers("log_prob") and for_classifiers("prob") and for_classifiers("contrast")
     assert not for_classifiers("cosine") and not for_generation("prob")
     x = torch.tensor([[0.0, 2.0]])
     assert float(get_target("log_prob")(x, torch.tensor([1]))[0]) == pytest.approx(

@@ -177,3 +177,40 @@ def test_generation_report_in_chromium(report, browser):
         assert events == []
     finally:
         page.close()
+
+
+@pytest.fixture(scope="module")
+def per_token_report(tmp_path_factory):
+    """A study whose target is per output token: the report draws token x unit matrices."""
+    root = tmp_path_factory.mktemp("pertok")
+    spec = root / "s.yaml"
+    spec.write_text(BASE.format(path=STORIES).replace("target_fn: log_prob",
+                                                      "target_fn: log_prob_per_token")
+                    .replace("explainers: [mexgen_lshap]", "explainers: [leave_one_out, "
+                             "gradient_x_input]") + "levels: [word]\n", encoding="utf-8")
+    assert main(["run", str(spec), "--max-examples", "2", "--out", str(root / "st")]) == 0
+    out = root / "report.html"
+    assert main(["report", str(root / "st"), "-o", str(out)]) == 0
+    return out
+
+
+def test_per_token_matrices_in_the_report(per_token_report, browser):
+    text = per_token_report.read_text(encoding="utf-8")
+    sec = text[text.index('<section id="generation">'):]
+    sec = sec[:sec.index("</section>")]
+    assert sec.count('class="gen-matrix"') == 3  # leave_one_out, gradient_x_input, random
+    assert "<i>probability</i>" in sec and "<i>entropy</i>" in sec
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(per_token_report.as_uri())
+        tables = page.locator("section#generation table.gen-matrix")
+        assert tables.count() == 3 and tables.first.is_visible()
+        # a header cell per generated token (8 new tokens at most) after the unit column
+        n_cols = tables.first.locator("thead th").count()
+        assert 2 <= n_cols <= 9 + 1
+        assert tables.first.locator("tbody tr").count() >= 3  # units + probability + entropy
+        assert errors == []
+    finally:
+        page.close()

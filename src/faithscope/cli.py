@@ -164,7 +164,8 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
 
     for flag, value in (("--endpoint", args.endpoint), ("--levels", args.levels),
                         ("--top-fraction", args.top_fraction), ("--encoder", args.encoder),
-                        ("--max-new-tokens", args.max_new_tokens)):
+                        ("--max-new-tokens", args.max_new_tokens), ("--foil", args.foil),
+                        ("--per-token", args.per_token or None)):
         if value is not None:
             raise ValueError(f"{flag} is for explaining a generative model (--prompt)")
     if not args.explainer:
@@ -232,6 +233,12 @@ def _explain_prompts(args: argparse.Namespace, console: Console) -> int:
         raise InputError("--encoder is used only with --target-fn cosine or bertscore")
     if target_fn in ("cosine", "bertscore") and not args.encoder:
         raise InputError(f"--target-fn {target_fn} needs --encoder (a local encoder path)")
+    if (args.foil is not None) != (target_fn == "contrast"):
+        raise InputError("--foil (the alternative output) goes with --target-fn contrast"
+                         if args.foil is not None else
+                         "--target-fn contrast needs --foil (the alternative output text)")
+    if args.per_token and target_fn not in ("log_prob", "contrast"):
+        raise InputError("--per-token goes with --target-fn log_prob or contrast")
     max_new = args.max_new_tokens or 32
     if args.endpoint:
         from .models.http import HTTPAdapter
@@ -249,6 +256,9 @@ def _explain_prompts(args: argparse.Namespace, console: Console) -> int:
         from .models.encoders import TextEncoder
 
         target = (target_fn, {"encoder": TextEncoder.load(args.encoder)})
+    elif target_fn in ("log_prob", "contrast") and (args.per_token or args.foil is not None):
+        target = (target_fn, {"per_token": bool(args.per_token),
+                              **({"foil": args.foil} if args.foil is not None else {})})
     exps = explain(lm, list(args.prompt), instances, target_fn=target, levels=levels,
                    top_fraction=args.top_fraction or 0.3, seed=args.seed)
     if output is not None:  # the file first: printing can never lose the results
@@ -483,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--prompt: share of units refined at each finer level, in (0, 1] "
                    "(default 0.3)")
     e.add_argument("--encoder", help="--prompt: local encoder for cosine / bertscore")
+    e.add_argument("--foil", type=_text, help="--prompt with --target-fn contrast: the "
+                   "alternative output (why the model's output rather than this one)")
+    e.add_argument("--per-token", action="store_true", help="--prompt: one row per generated "
+                   "token (log_prob or contrast): a generated-token x prompt-unit matrix")
     e.add_argument("--max-new-tokens", type=_int_at_least(1), default=None,
                    help="--prompt: tokens generated per prompt (default 32)")
     e.add_argument("--seed", type=int, default=0)

@@ -8,6 +8,11 @@ target function, seed, granularity, library versions, runtime.
 generative model through :func:`faithscope.explain`): the reference output explained (its text
 and token ids, the end-of-sequence token included when generated) and each unit's segmentation
 level; they are None for classifiers. Files written when they lived in ``info`` load into them.
+Local models also give ``output_tokens`` (each output token's text) and ``step_scores`` (per
+output token, ``probability`` of that token and ``entropy`` of the model's next-token
+distribution, as Inseq's step scores): with a per-token target (``log_prob_per_token``,
+``contrast`` with ``per_token``) the scores are a generated-token x prompt-unit matrix whose
+rows these label (:meth:`Explanation.per_token`).
 
 ``binary`` marks a *selection* rather than a ranking: the explainer picked a set of units (e.g.
 ``self_explanation``: the words an LLM lists), scores are 1 for selected units and 0 otherwise,
@@ -72,6 +77,9 @@ class Explanation:
     output: str | None = None
     output_ids: tuple[int, ...] | None = None
     levels: tuple[str, ...] | None = None
+    # per output token (columns of a per-token explanation): its text and the step scores
+    output_tokens: tuple[str, ...] | None = None
+    step_scores: Mapping[str, tuple[float, ...]] | None = None
 
     def __post_init__(self) -> None:
         scores = np.asarray(self.scores, dtype=np.float32)
@@ -95,11 +103,28 @@ class Explanation:
             if len(self.levels) != len(self.units):
                 raise ValueError(f"levels must name the level of each of the {len(self.units)} "
                                  f"units, got {len(self.levels)}")
+        n_out = None if self.output_ids is None else len(self.output_ids)
+        if self.output_tokens is not None:
+            object.__setattr__(self, "output_tokens", tuple(str(t) for t in self.output_tokens))
+            if len(self.output_tokens) != n_out:
+                raise ValueError(f"output_tokens must name each of the {n_out} output ids, got "
+                                 f"{len(self.output_tokens)}")
+        if self.step_scores is not None:
+            steps = {str(k): tuple(float(x) for x in v) for k, v in self.step_scores.items()}
+            if any(len(v) != n_out for v in steps.values()):
+                raise ValueError(f"step_scores must hold one value per output token ({n_out})")
+            object.__setattr__(self, "step_scores", steps)
 
     @property
     def generated(self) -> bool:
         """Whether this explains a generative model's output (``output`` is set)."""
         return self.output is not None
+
+    @property
+    def per_token(self) -> bool:
+        """Whether the rows are the output's tokens (a per-token target of generated text)."""
+        return self.generated and len(self.targets) > 1 and \
+            self.output_ids is not None and len(self.targets) == len(self.output_ids)
 
     # --------------------------------------------------------------- helpers
     @property
@@ -161,6 +186,9 @@ class Explanation:
         d["versions"] = dict(self.versions)
         d["output_ids"] = None if self.output_ids is None else list(self.output_ids)
         d["levels"] = None if self.levels is None else list(self.levels)
+        d["output_tokens"] = None if self.output_tokens is None else list(self.output_tokens)
+        d["step_scores"] = None if self.step_scores is None else \
+            {k: list(v) for k, v in self.step_scores.items()}
         return d
 
     @classmethod
@@ -287,7 +315,8 @@ def load_explanations(path: str | Path) -> list[Explanation]:
     return [Explanation.from_dict(json.loads(r)) for r in records]
 
 
-_JSON_COLUMNS = ("units", "params", "info", "versions", "output_ids", "levels")
+_JSON_COLUMNS = ("units", "params", "info", "versions", "output_ids", "levels", "output_tokens",
+                 "step_scores")
 
 
 def explanations_table(explanations: Iterable[Explanation]) -> Any:
@@ -317,7 +346,7 @@ def explanations_from_table(table: Any) -> list[Explanation]:
     rows = table.to_pylist()
     for r in rows:
         for name in _JSON_COLUMNS:
-            if name in r:  # output_ids and levels are absent from older files
+            if name in r:  # output_ids, levels, ... are absent from older files
                 r[name] = json.loads(r[name]) if r[name] is not None else None
     return [Explanation.from_dict(r) for r in rows]
 

@@ -1,6 +1,8 @@
 """Terminal heatmaps of explanations (rich).
 
 Positive scores are red, negative blue; intensity is the score over the largest magnitude.
+A per-token explanation of generated text (:attr:`Explanation.per_token`) is drawn as a prompt
+unit x generated token matrix with the step scores below it (:func:`matrix_table`).
 
 Example
 -------
@@ -50,6 +52,30 @@ def heatmap_text(exp: Explanation, target: int | None = None) -> Text:
     return out
 
 
+def matrix_table(exp: Explanation) -> Table:
+    """A per-token explanation of generated text as Inseq draws it: a row per prompt unit, a
+    column per generated token, each cell the unit's score for that token (coloured per column,
+    by the column's largest magnitude); then a row per step score (probability, entropy)."""
+    table = Table(show_lines=False, title=Text(f"{exp.explainer}: prompt units x generated "
+                                                f"tokens ({exp.target_fn})"),
+                  title_justify="left")
+    table.add_column("unit", overflow="fold")
+    tokens = exp.output_tokens or tuple(exp.target_labels)
+    for t in tokens:
+        table.add_column(Text(repr(t)[1:-1] or "\u2205"), justify="right", no_wrap=True)
+    cols = exp.scores.astype(np.float64)  # tokens x units
+    scale = np.max(np.abs(cols), axis=1) if cols.size else np.ones(len(tokens))
+    scale = np.where(scale > 0, scale, 1.0)
+    for j, u in enumerate(exp.units):
+        table.add_row(Text(u.text), *[Text(f"{cols[t, j]:+.2f}",
+                                           style=_colour(cols[t, j] / scale[t]))
+                                      for t in range(len(tokens))])
+    for name, values in (exp.step_scores or {}).items():
+        table.add_row(Text(name, style="italic"), *[Text(f"{v:.2f}", style="italic")
+                                                     for v in values])
+    return table
+
+
 def print_explanations(explanations: Sequence[Explanation], console: Console | None = None
                        ) -> None:
     """One table per example: a row per explainer with its heatmap and runtime. Every text is
@@ -69,6 +95,13 @@ def print_explanations(explanations: Sequence[Explanation], console: Console | N
         table.add_column("explainer", style="bold", overflow="fold")
         table.add_column("heatmap (red +, blue -)", overflow="fold")
         table.add_column("s/expl", justify="right", no_wrap=True)
+        matrices = [e for e in exps if e.per_token]
         for e in exps:
-            table.add_row(Text(e.explainer), heatmap_text(e), f"{e.runtime_s:.3f}")
-        console.print(table)
+            if not e.per_token:
+                table.add_row(Text(e.explainer), heatmap_text(e), f"{e.runtime_s:.3f}")
+        if table.row_count:
+            console.print(table)
+        elif matrices:
+            console.print(Text(f"{title}\n{what}"))
+        for e in matrices:
+            console.print(matrix_table(e))

@@ -6,7 +6,7 @@ explain the same number. Reference: Inseq's attributed-function design (Sarti et
 
 The same registry holds the targets of generated text (the attributed quantity of a generative
 LM, :mod:`faithscope.generation.scalarizers`): classes that declare ``for_generation``; the
-ones that also have a classifier meaning (``log_prob``) carry it as ``classifier_target``.
+ones that also have a classifier meaning (``log_prob``, ``contrast``) carry it as ``classifier_target``.
 
 Example
 -------
@@ -55,9 +55,10 @@ def log_prob(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return _pick(torch.log_softmax(logits.float(), dim=-1), index)
 
 
-@targets.register("contrast")
 def contrast(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Log-odds of the target against all other classes: logit_t - logsumexp(other logits)."""
+    """Log-odds of the target against all other classes: logit_t - logsumexp(other logits)
+    (registered as ``contrast``, the classifier meaning of the generation target
+    :class:`~faithscope.generation.scalarizers.Contrast`)."""
     x = logits.float()
     t = _pick(x, index)
     others = x.scatter(-1, index.long().view(-1, 1), float("-inf"))

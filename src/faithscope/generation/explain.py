@@ -49,6 +49,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,9 @@ class GenItem:
     reference: Generation
     targets: tuple[int, ...]
     seed: int
+    # per output token: its text and step scores (local models; see Explanation)
+    output_tokens: tuple[str, ...] | None = None
+    step_scores: dict[str, tuple[float, ...]] | None = None
 
     @property
     def n_units(self) -> int:
@@ -122,8 +126,7 @@ class ScalarizedLM:
             raise InputError(f"on generated text, model-internal explainers are "
                              f"{GRADIENT_EXPLAINERS} with the log_prob target")
         cache = self._gradients.setdefault(repr(exp), {})
-        return gradient_scores(self.lm, items, exp, per_token=scal.per_token,
-                               mean=scal.mean, cache=cache)
+        return gradient_scores(self.lm, items, exp, scal, cache=cache)
 
     def score_unit_masks(self, items: Sequence[GenItem], masks: Sequence[np.ndarray]
                          ) -> list[np.ndarray]:
@@ -173,8 +176,7 @@ def _refine(item: GenItem, scores: np.ndarray, parent: str, level: str, *,
         else:
             spans.append((u.start, u.end))
             levels.append(lv)
-    return GenItem(item.example_id, item.prompt, make_units(item.prompt, spans), tuple(levels),
-                   item.reference, item.targets, item.seed)
+    return dataclasses.replace(item, units=make_units(item.prompt, spans), levels=tuple(levels))
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -264,15 +266,19 @@ def explain_generated(
     refs = list(references) if references is not None else lm.generate(texts)
     if len(refs) != len(prompts):
         raise InputError(f"{len(refs)} references for {len(prompts)} prompts")
-    items = []
-    for (pid, p), ref, spans in zip(prompts, refs, first, strict=True):
+    checked = []
+    for p, ref in zip(texts, refs, strict=True):
         if not ref.text.strip():
             raise InputError(f"the model generated an empty output for prompt {_short(p)}; "
                              "nothing to explain")
         if not len(ref.ids) and hasattr(lm, "output_ids"):  # a given text: score its tokens
             ref = Generation(ref.prompt, ref.text, lm.output_ids(ref.text), ref.eos)
+        checked.append(ref)
+    steps = _steps(lm, texts, checked)
+    items = []
+    for (pid, p), ref, spans, (toks, st) in zip(prompts, checked, first, steps, strict=True):
         items.append(GenItem(pid, p, make_units(p, spans), (levels[0],) * len(spans), ref,
-                             tuple(range(scal.n_targets(ref))), seed))
+                             tuple(range(scal.n_targets(ref))), seed, toks, st))
     results: list[list[Explanation]] = [[] for _ in items]
     for exp, (operator, rep) in zip(explainers, ops, strict=True):
         for k, e in enumerate(attribute_items(lm, items, exp, scal, levels=levels, top_k=top_k,
@@ -280,6 +286,18 @@ def explain_generated(
                                               operator=operator, replacement=rep, seed=seed)):
             results[k].append(e)
     return [e for row in results for e in row]
+
+
+def _steps(lm: Any, prompts: Sequence[str], refs: Sequence[Generation]
+           ) -> list[tuple[tuple[str, ...] | None, dict[str, tuple[float, ...]] | None]]:
+    """Per reference, its tokens' texts and step scores (probability, entropy) under the
+    original prompt, in one virtual batch; ``(None, None)`` for models that only return text."""
+    if not hasattr(lm, "step_scores") or not hasattr(lm, "token_texts") or \
+            any(not len(r.ids) for r in refs):
+        return [(None, None)] * len(refs)
+    scores = lm.step_scores(list(prompts), [r.ids for r in refs])
+    return [(lm.token_texts(r.ids), {k: tuple(float(x) for x in v) for k, v in sc.items()})
+            for r, sc in zip(refs, scores, strict=True)]
 
 
 def attribute_items(lm: Any, items: Sequence[GenItem], exp: Any, scal: Scalarizer, *,
@@ -327,7 +345,8 @@ def attribute_items(lm: Any, items: Sequence[GenItem], exp: Any, scal: Scalarize
                   "queries": model.queries.get(it.example_id, 0),
                   "units_per_round": [r[k] for r in rounds]},
             versions=ver, binary=type(exp).binary, output=it.reference.text,
-            output_ids=tuple(int(t) for t in it.reference.ids), levels=tuple(it.levels)))
+            output_ids=tuple(int(t) for t in it.reference.ids), levels=tuple(it.levels),
+            output_tokens=it.output_tokens, step_scores=it.step_scores))
     return out
 
 
@@ -338,4 +357,6 @@ def gen_item(e: Explanation) -> GenItem:
                          "text (no output)")
     ref = Generation(e.text, e.output, np.asarray(e.output_ids or (), dtype=np.int64),
                      bool(e.info.get("output_eos", False)))
-    return GenItem(e.example_id, e.text, e.units, tuple(e.levels or ()), ref, (0,), e.seed or 0)
+    return GenItem(e.example_id, e.text, e.units, tuple(e.levels or ()), ref, (0,), e.seed or 0,
+                   e.output_tokens,
+                   None if e.step_scores is None else dict(e.step_scores))

@@ -50,18 +50,19 @@ def pool_by_offsets(token_scores: np.ndarray, offsets: np.ndarray, units: Sequen
     return pool_by_index(token_scores, token_unit, len(units), how)
 
 
-def gradient_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token: bool,
-                    mean: bool, cache: dict[str, Any] | None = None
+def gradient_scores(lm: Any, items: Sequence[Any], explainer: Any, target: Any, *,
+                    cache: dict[str, Any] | None = None
                     ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
-    """Unit scores (targets x units) and info per item for a gradient explainer. Token scores
-    do not depend on the units: with a ``cache`` (example id -> token scores) later rounds of a
-    multi-level explanation only pool them again."""
+    """Unit scores (targets x units) and info per item for a gradient explainer of ``target``
+    (a log-probability target: :class:`~faithscope.generation.scalarizers.LogProb` or
+    :class:`~faithscope.generation.scalarizers.Contrast`). Token scores do not depend on the
+    units: with a ``cache`` (example id -> token scores) later rounds of a multi-level
+    explanation only pool them again."""
     cache = {} if cache is None else cache
     todo = [it for it in items if it.example_id not in cache]
     if todo:
         cache.update(zip([it.example_id for it in todo],
-                         _token_scores(lm, todo, explainer, per_token=per_token, mean=mean),
-                         strict=True))
+                         _token_scores(lm, todo, explainer, target), strict=True))
     scores, infos = [], []
     for it in items:
         tok, offs, how, info = cache[it.example_id]
@@ -70,37 +71,46 @@ def gradient_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token:
     return scores, infos
 
 
-def _token_scores(lm: Any, items: Sequence[Any], explainer: Any, *, per_token: bool,
-                  mean: bool) -> list[tuple[np.ndarray, np.ndarray, str, dict[str, Any]]]:
+def _token_scores(lm: Any, items: Sequence[Any], explainer: Any, target: Any
+                  ) -> list[tuple[np.ndarray, np.ndarray, str, dict[str, Any]]]:
+    """The target is a weighted sum of teacher-forced terms (``target.gradient_terms``: the
+    output, or output and foil); every term of every item runs in one virtual batch and the
+    terms' gradients are summed (the gradient of the target) before the method's reduction."""
     if not hasattr(lm, "output_gradients"):
         raise InputError(f"{explainer.name} needs a local model (gradients); this one only "
                          "returns text")
     name = explainer.name
-    prompts = [it.prompt for it in items]
-    outs = [it.reference.ids for it in items]
-    if any(len(o) == 0 for o in outs):
+    if any(len(it.reference.ids) == 0 for it in items):
         raise InputError(f"{name}: a reference output is empty or has no token ids")
+    terms = [target.gradient_terms(lm, it.reference) for it in items]
+    rows = [(k, t) for k, ts in enumerate(terms) for t in ts]
     ig = name == "integrated_gradients"
     alphas, weights = (integration_points(explainer.n_steps, explainer.method) if ig
                        else (np.ones(1), np.ones(1)))
     baseline = str(explainer.baseline) if ig else "zero"
-    grads, embs = lm.output_gradients(prompts, outs, per_token=per_token,
-                                      alphas=alphas.tolist(), weights=weights.tolist(),
-                                      **({"baseline": baseline} if ig else {}))
-    bases = (lm.baseline_embeddings(prompts, baseline) if ig else [None] * len(items))
+    per_token = bool(target.per_token)
+    grads, embs = lm.output_gradients(
+        [items[k].prompt for k, _ in rows], [ids for _, (ids, _, _) in rows],
+        foils=[foil for _, (_, foil, _) in rows], per_token=per_token,
+        alphas=alphas.tolist(), weights=weights.tolist(),
+        **({"baseline": baseline} if ig else {}))
+    summed: list[Any] = [None] * len(items)
+    x_of: list[Any] = [None] * len(items)
+    for (k, (_, _, w)), g, x in zip(rows, grads, embs, strict=True):
+        summed[k] = w * g if summed[k] is None else summed[k] + w * g
+        x_of[k] = x
+    bases = (lm.baseline_embeddings([it.prompt for it in items], baseline) if ig
+             else [None] * len(items))
     out = []
-    for it, g, x, b in zip(items, grads, embs, bases, strict=True):
+    for it, g, x, b, ts in zip(items, summed, x_of, bases, terms, strict=True):
         _, offs = lm.prompt_encoding(it.prompt)
-        if mean and not per_token:
-            g = g / len(it.reference.ids)
         own = (offs[:, 0] >= 0)[None, :, None]  # the prompt's own tokens, not the template's
         # the method's own reduction (explainers/gradient.py), as for classifiers
         tok = explainer.token_scores(g, np.where(own, x[None], 0.0),
                                      None if b is None else np.where(own, b[None], 0.0))
-        how = explainer.pooling
-        info: dict[str, Any] = {"backwards": len(g) * len(alphas)}
+        info: dict[str, Any] = {"backwards": len(g) * len(alphas) * len(ts)}
         if ig:
             info["attribution_sum"] = tok.sum(-1).tolist()
             info["baseline"] = baseline
-        out.append((tok, offs, how, info))
+        out.append((tok, offs, explainer.pooling, info))
     return out

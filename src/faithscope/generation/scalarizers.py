@@ -36,7 +36,7 @@ Example
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -45,6 +45,7 @@ import numpy as np
 from ..errors import InputError
 from ..models.generative import Generation
 from ..registry import targets
+from ..targets import contrast as _contrast_of_logits
 from ..targets import log_prob as _log_prob_of_logits
 
 
@@ -123,6 +124,15 @@ class LogProb(Scalarizer):
             return [lp if len(lp) else np.zeros(1) for lp in lps]
         return [np.array([lp.mean() if self.mean and len(lp) else lp.sum()]) for lp in lps]
 
+    def gradient_terms(self, lm: Any, reference: Generation
+                       ) -> list[tuple[np.ndarray, np.ndarray | None, float]]:
+        """The differentiated quantity as a weighted sum of teacher-forced terms
+        ``(output ids, aligned foil ids or None, weight)`` (see
+        :meth:`~faithscope.models.generative.GenerativeAdapter.output_gradients`)."""
+        ids = np.asarray(reference.ids, dtype=np.int64)
+        w = 1.0 / len(ids) if self.mean and not self.per_token and len(ids) else 1.0
+        return [(ids, None, w)]
+
 
 @targets.register("log_prob_per_token")
 @dataclass(frozen=True, kw_only=True)
@@ -132,6 +142,87 @@ class LogProbPerToken(LogProb):
     name = "log_prob_per_token"
     classifier_target = None
     per_token: bool = True
+
+
+@targets.register("contrast")
+@dataclass(frozen=True, kw_only=True)
+class Contrast(LogProb):
+    """Why this output rather than ``foil``: a contrastive target of generated text.
+
+    * whole output (default): ``log p(y | x) - log p(y' | x)``, the reference output ``y``
+      and the foil output ``y'`` each scored by teacher forcing (any lengths);
+    * ``per_token=True``: one target per output token, ``log p(y_t | x, y_<t) -
+      log p(y'_t | x, y_<t)``: the foil's token at step ``t`` scored after the *reference's*
+      prefix (Yin & Neubig 2022, "Interpreting Language Models with Contrastive
+      Explanations": the logit difference of target and foil). Steps where the two agree give
+      0; the foil must have as many tokens as the output.
+
+    ``foil`` is one text, or a mapping from prompt text to its foil. The foil is tokenized
+    without special tokens; when the reference ended with an end-of-sequence token, the foil
+    ends with the same token. On a classifier the same name is the log-odds of the target class
+    against the others (:func:`faithscope.targets.contrast`).
+
+    Example: ``fs.explain(lm, ["Tom had a dog."], "leave_one_out",
+    target_fn=("contrast", {"foil": "The cat", "per_token": True}))``.
+    """
+
+    name = "contrast"
+    classifier_target: ClassVar[Any] = staticmethod(_contrast_of_logits)
+    foil: Any = None  # str, or {prompt text: foil text}
+
+    def foil_text(self, reference: Generation) -> str:
+        f = self.foil
+        if isinstance(f, Mapping):
+            if reference.prompt not in f:
+                raise InputError(f"contrast: no foil for prompt {reference.prompt[:60]!r}")
+            f = f[reference.prompt]
+        if not isinstance(f, str) or not f.strip():
+            raise InputError("the contrast target needs foil= (the alternative output text)")
+        return f
+
+    def foil_ids(self, lm: Any, reference: Generation) -> np.ndarray:
+        if not hasattr(lm, "output_ids"):
+            raise InputError("contrast needs a local model that tokenizes and scores outputs")
+        ids = lm.output_ids(self.foil_text(reference))
+        if ends_with_eos(lm, reference) and len(reference.ids):
+            ids = np.append(ids, int(reference.ids[-1]))
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.per_token and len(ids) != len(reference.ids):
+            raise InputError(
+                f"contrast per token: the foil {self.foil_text(reference)!r} has {len(ids)} "
+                f"tokens and the output {reference.text!r} {len(reference.ids)}; give a foil of "
+                "as many tokens, or per_token=False (whole outputs)")
+        return ids
+
+    def target_labels(self, reference: Generation) -> tuple[str, ...]:
+        if not self.per_token:
+            return ("contrast",)
+        return tuple(f"token {i}" for i in range(self.n_targets(reference)))
+
+    def __call__(self, lm: Any, prompts: Sequence[str], references: Sequence[Generation]
+                 ) -> list[np.ndarray]:
+        scorer = self.scorer(lm)
+        foils = {id(r): self.foil_ids(scorer, r) for r in references}
+        outs = [np.asarray(r.ids, dtype=np.int64) for r in references]
+        if self.per_token:
+            lps = scorer.output_logprobs(list(prompts), outs,
+                                         foils=[foils[id(r)] for r in references])
+            return [lp if len(lp) else np.zeros(1) for lp in lps]
+        both = scorer.output_logprobs([*prompts, *prompts],
+                                      [*outs, *[foils[id(r)] for r in references]])
+        n = len(outs)
+        red = (lambda lp: lp.mean() if len(lp) else 0.0) if self.mean else np.sum
+        return [np.array([red(both[i]) - red(both[n + i])]) for i in range(n)]
+
+    def gradient_terms(self, lm: Any, reference: Generation
+                       ) -> list[tuple[np.ndarray, np.ndarray | None, float]]:
+        ids = np.asarray(reference.ids, dtype=np.int64)
+        foil = self.foil_ids(lm, reference)
+        if self.per_token:
+            return [(ids, foil, 1.0)]
+        wy = 1.0 / len(ids) if self.mean and len(ids) else 1.0
+        wf = 1.0 / len(foil) if self.mean and len(foil) else 1.0
+        return [(ids, None, wy), (foil, None, -wf)]
 
 
 @targets.register("summary_prob")

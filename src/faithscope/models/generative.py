@@ -214,17 +214,65 @@ class GenerativeAdapter(Chunked):
         x, mask = self._pad(rows, left=False)
         return {"input_ids": x, "attention_mask": mask}, [len(c) - 1 for c in ctx]
 
-    def output_logprobs(self, prompts: Sequence[str], outputs: Sequence[np.ndarray]
-                        ) -> list[np.ndarray]:
-        """Per-token log-probabilities (float64) of ``outputs[i]`` given ``prompts[i]``."""
-        return self.logprobs_of_ids([self.prompt_ids(p) for p in prompts], outputs)
+    def output_logprobs(self, prompts: Sequence[str], outputs: Sequence[np.ndarray], *,
+                        foils: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+        """Per-token log-probabilities (float64) of ``outputs[i]`` given ``prompts[i]``; with
+        ``foils`` (token ids aligned with the output, see :meth:`logprobs_of_ids`) the
+        per-step contrast ``log p(y_t) - log p(f_t)`` instead."""
+        return self.logprobs_of_ids([self.prompt_ids(p) for p in prompts], outputs, foils=foils)
 
-    def logprobs_of_ids(self, ctx: Sequence[np.ndarray], outputs: Sequence[np.ndarray]
-                        ) -> list[np.ndarray]:
-        """:meth:`output_logprobs` for prompts given as token ids."""
-        ctx = [np.asarray(c, dtype=np.int64) for c in ctx]
+    def logprobs_of_ids(self, ctx: Sequence[np.ndarray], outputs: Sequence[np.ndarray], *,
+                        foils: Sequence[np.ndarray | None] | None = None) -> list[np.ndarray]:
+        """:meth:`output_logprobs` for prompts given as token ids.
+
+        ``foils[i]`` (None, or ids as long as ``outputs[i]``): step ``t`` gives
+        ``log p(y_t | x, y_<t) - log p(f_t | x, y_<t)``, the foil token scored after the
+        output's own prefix (Yin & Neubig 2022's contrastive quantity; equal to the logit
+        difference, the normaliser cancelling)."""
         outs = [np.asarray(o, dtype=np.int64) for o in outputs]
-        res: list[np.ndarray] = [np.zeros(0)] * len(ctx)
+        fl = _check_foils(outs, foils)
+
+        def pick(logp: torch.Tensor, i: int) -> np.ndarray:
+            o = torch.from_numpy(outs[i]).to(logp.device)
+            lp = logp[torch.arange(len(o), device=logp.device), o]
+            if fl[i] is not None:
+                f = torch.from_numpy(fl[i]).to(logp.device)
+                lp = lp - logp[torch.arange(len(f), device=logp.device), f]
+            out: np.ndarray = lp.double().cpu().numpy()
+            return out
+
+        return self._teacher_map(ctx, outs, pick)
+
+    def step_scores(self, prompts: Sequence[str], outputs: Sequence[np.ndarray]
+                    ) -> list[dict[str, np.ndarray]]:
+        """Per output token (teacher forcing on ``prompts[i]``), Inseq's step scores:
+        ``probability`` ``p(y_t | x, y_<t)`` and ``entropy`` of the next-token distribution
+        at that step, ``-sum_v p(v) ln p(v)`` in nats."""
+        outs = [np.asarray(o, dtype=np.int64) for o in outputs]
+
+        def steps(logp: torch.Tensor, i: int) -> dict[str, np.ndarray]:
+            o = torch.from_numpy(outs[i]).to(logp.device)
+            lp = logp[torch.arange(len(o), device=logp.device), o]
+            ent = -(logp.exp() * logp).nan_to_num(0.0).sum(-1)
+            return {"probability": lp.exp().double().cpu().numpy(),
+                    "entropy": ent.double().cpu().numpy()}
+
+        return self._teacher_map([self.prompt_ids(p) for p in prompts], outs, steps)
+
+    def token_texts(self, ids: Sequence[int]) -> tuple[str, ...]:
+        """Each token's own text (special tokens by name, e.g. ``</s>``): output columns."""
+        tok = self.tokenizer
+        special = set(tok.all_special_ids)
+        return tuple(str(tok.convert_ids_to_tokens(int(t))) if int(t) in special else
+                     tok.decode([int(t)]) for t in ids)
+
+    def _teacher_map(self, ctx: Sequence[np.ndarray], outs: Sequence[np.ndarray],
+                     fn: Any) -> list[Any]:
+        """One forward per row (teacher forcing ``outs[i]`` after ``ctx[i]``, a virtual batch
+        chunked by length); ``fn(logp, i)`` maps the output's log-softmax rows (output length
+        x vocabulary: row ``t`` predicts token ``t``) to row ``i``'s result."""
+        ctx = [np.asarray(c, dtype=np.int64) for c in ctx]
+        res: list[Any] = [None] * len(ctx)
 
         def run(idx: np.ndarray) -> None:
             inputs, offs = self._teacher_inputs([ctx[i] for i in idx], [outs[i] for i in idx])
@@ -232,9 +280,7 @@ class GenerativeAdapter(Chunked):
                 logits = self.model(**inputs).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
             for r, i in enumerate(idx):
-                o = torch.from_numpy(outs[i]).to(self.device)
-                pos = torch.arange(len(o), device=self.device) + offs[r]
-                res[i] = logp[r, pos, o].double().cpu().numpy()
+                res[i] = fn(logp[r, offs[r]: offs[r] + len(outs[i])], i)
             self.stats.forward_rows += len(idx)
 
         lengths = np.array([len(c) + len(o) for c, o in zip(ctx, outs, strict=True)])
@@ -273,7 +319,8 @@ class GenerativeAdapter(Chunked):
 
     def output_gradients(self, prompts: Sequence[str], outputs: Sequence[np.ndarray], *,
                          per_token: bool = False, alphas: Sequence[float] = (1.0,),
-                         weights: Sequence[float] = (1.0,), baseline: str = "zero"
+                         weights: Sequence[float] = (1.0,), baseline: str = "zero",
+                         foils: Sequence[np.ndarray | None] | None = None
                          ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Gradients of the output log-probability w.r.t. each prompt's word embeddings.
 
@@ -282,11 +329,13 @@ class GenerativeAdapter(Chunked):
         With ``alphas``/``weights`` the embeddings of the prompt's own tokens (not the template's)
         are moved to ``b + alpha (x - b)`` from the ``baseline`` ``b`` (see
         :meth:`baseline_embeddings`) and the weighted gradients summed: the Integrated
-        Gradients quadrature.
+        Gradients quadrature. With ``foils`` the differentiated quantity is the per-step
+        contrast of :meth:`logprobs_of_ids` (summed over steps without ``per_token``).
         """
         encs = [self.prompt_encoding(p) for p in prompts]
         ctx = [c for c, _ in encs]
         outs = [np.asarray(o, dtype=np.int64) for o in outputs]
+        fl = _check_foils(outs, foils)
         n_t = [len(o) if per_token else 1 for o in outs]
         rows = [(i, t, s) for i in range(len(prompts)) for t in range(n_t[i])
                 for s in range(len(alphas))]
@@ -317,7 +366,10 @@ class GenerativeAdapter(Chunked):
                 vals = []
                 for r, (i, t, _) in enumerate(chosen):
                     o = torch.from_numpy(outs[i]).to(self.device)
-                    lp = logp[r, torch.arange(len(o), device=self.device) + offs[r], o]
+                    pos = torch.arange(len(o), device=self.device) + offs[r]
+                    lp = logp[r, pos, o]
+                    if fl[i] is not None:
+                        lp = lp - logp[r, pos, torch.from_numpy(fl[i]).to(self.device)]
                     vals.append(lp[t] if per_token else lp.sum())
                 return torch.stack(vals)
             return z0, value_of
@@ -327,6 +379,24 @@ class GenerativeAdapter(Chunked):
         grads_np = [g.cpu().numpy() for g in grads]
         w = emb.weight.detach().float().cpu().numpy()
         return grads_np, [w[c] for c in ctx]
+
+
+def _check_foils(outs: Sequence[np.ndarray], foils: Sequence[np.ndarray | None] | None
+                 ) -> list[np.ndarray | None]:
+    """``foils`` as int64 arrays aligned with ``outs`` (None where a row has no foil)."""
+    if foils is None:
+        return [None] * len(outs)
+    if len(foils) != len(outs):
+        raise InputError(f"{len(foils)} foils for {len(outs)} outputs")
+    out: list[np.ndarray | None] = []
+    for o, f in zip(outs, foils, strict=True):
+        if f is not None:
+            f = np.asarray(f, dtype=np.int64)
+            if f.shape != o.shape:
+                raise InputError(f"a foil has {len(f)} tokens and its output {len(o)}: a "
+                                 "token-by-token contrast needs as many tokens")
+        out.append(f)
+    return out
 
 
 def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = "float32",

@@ -78,6 +78,8 @@ pre { background: var(--soft); padding: 10px; overflow-x: auto; font-size: 12px;
 .gen-heat .gu { border-radius: 3px; padding: 1px 2px; }
 .gen-heat .go { color: #8a93a3; }
 .gen-heat td.gen-out { font-style: italic; }
+.gen-matrix td, .gen-matrix th { text-align: right; font-variant-numeric: tabular-nums; font-size: 12px; padding: 2px 5px; }
+.gen-matrix td.l { text-align: left; }
 .heat .sep { color: var(--muted); padding: 0 6px; }
 .scale { display: inline-block; width: 160px; height: 10px; vertical-align: middle; background:
   linear-gradient(90deg, rgb(37,99,235), #fff, rgb(220,38,38)); border: 1px solid var(--line); }

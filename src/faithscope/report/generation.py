@@ -215,6 +215,29 @@ def heatmap(e: Explanation) -> str:
             "</tr></tbody></table></div>")
 
 
+def matrix(e: Explanation) -> str:
+    """A per-token explanation (:attr:`Explanation.per_token`) as an HTML table: a row per
+    prompt unit, a column per generated token (coloured per column by its largest magnitude;
+    hover for the value), then the step scores (probability, entropy) per token."""
+    from .html import esc
+
+    sc = e.scores.astype(float)  # tokens x units
+    tokens = e.output_tokens or tuple(e.target_labels)
+    tops = [float(np.nanmax(np.abs(r))) if len(r) else 0.0 for r in sc]
+    head = "".join(f"<th>{esc(t)}</th>" for t in tokens)
+    rows = []
+    for j, u in enumerate(e.units):
+        cells = "".join(f'<td style="{_colour(float(sc[t, j]), tops[t])}" '
+                        f'title="{esc(f"{u.text} -> {tokens[t]}: {sc[t, j]:+.4f}")}">'
+                        f"{sc[t, j]:+.2f}</td>" for t in range(len(tokens)))
+        rows.append(f'<tr><td class="l">{esc(u.text)}</td>{cells}</tr>')
+    for name, values in (e.step_scores or {}).items():
+        cells = "".join(f"<td><i>{v:.2f}</i></td>" for v in values)
+        rows.append(f'<tr><td class="l"><i>{esc(name)}</i></td>{cells}</tr>')
+    return (f'<div class="scroll"><table class="gen-matrix"><thead><tr><th>unit \\ '
+            f'token</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
 def heatmaps(data: ReportData) -> str:
     """Per dataset, the smallest model's first seed: a typical example per explainer."""
     from .html import esc
@@ -233,7 +256,8 @@ def heatmaps(data: ReportData) -> str:
         out.append(f"<h3>{esc(ds)} · {esc(model)} · seed {esc(seed)}</h3>")
         for name in [x for x in data.explainers if any(e.explainer == x for e in gen)]:
             e = _typical(data, ds, model, seed, name, [e for e in gen if e.explainer == name])
-            out.append(f"<h4>{esc(name)} · example {esc(e.example_id)}</h4>{heatmap(e)}")
+            out.append(f"<h4>{esc(name)} · example {esc(e.example_id)}</h4>"
+                       f"{matrix(e) if e.per_token else heatmap(e)}")
     return "".join(out)
 
 
@@ -254,11 +278,14 @@ def generation_section(data: ReportData, figures: Sequence[Figure]) -> str:
     out.append('<h3>Prompt heatmaps</h3><p class="note">A typical example per explainer (its '
                "perturbation-curve value closest to the explainer's median): the prompt once "
                "per segmentation level, that level's units coloured (red: raises the target, "
-               "blue: lowers it; hover for the score), then the generated output.</p>")
+               "blue: lowers it; hover for the score), then the generated output. With a "
+               "per-token target, a matrix instead: a row per prompt unit, a column per "
+               "generated token (coloured per column), and the step scores (probability of the "
+               "token, entropy of the next-token distribution) below.</p>")
     out.append(heatmaps(data))
     out.append("</section>")
     return "".join(out)
 
 
 __all__ = ["bootstrap_band", "curve_figure", "curve_points", "generated", "generation_figures",
-           "generation_section", "heatmap", "queries_table"]
+           "generation_section", "heatmap", "matrix", "queries_table"]
