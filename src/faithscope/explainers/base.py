@@ -222,5 +222,11 @@ def pool_by_index(token_scores: np.ndarray, token_unit: np.ndarray, n_units: int
     return out
 
 
+def pool_by_matrix(token_scores: Any, pool: Any, how: str = "sum") -> Any:
+    """:func:`pool_by_index` as a product with a units x tokens 0/1 matrix ``pool`` (numpy
+    arrays, or torch tensors kept differentiable): sum, or L2 norm with ``how="l2"``."""
+    return (pool @ (token_scores * token_scores)) ** 0.5 if how == "l2" else pool @ token_scores
+
+
 def full_masks(item: Prepared, n: int = 1, value: bool = True) -> np.ndarray:
     return np.full((n, item.n_units), value, dtype=bool)

@@ -3,6 +3,10 @@
 All three run through one adapter kernel (:meth:`ModelAdapter.embedding_gradients`) that
 accumulates weighted gradients w.r.t. the word embeddings over a virtual batch of every
 (example, target, step) row. Token scores are pooled into units (sum; L2 for saliency norms).
+Each method's reduction of (gradient, embedding, baseline) to token scores is defined once,
+in :meth:`token_scores` (numpy or torch alike), and used by classifiers, generated text
+(:mod:`faithscope.generation.gradients`) and the attack metric (:mod:`faithscope.metrics.attack`,
+which differentiates through it).
 
 References: Simonyan et al. 2014 (saliency); Shrikumar et al. 2017 (gradient x input);
 Sundararajan et al. 2017 (Integrated Gradients, completeness axiom).
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -61,9 +65,11 @@ class _GradientMethod(Explainer):
     uses_model_internals = True
     pooling: ClassVar[str] = "sum"
 
-    def token_scores(self, grad: np.ndarray, emb: np.ndarray,
-                     baseline: np.ndarray | None = None) -> np.ndarray:
-        """Token scores (... x tokens) from gradients and embeddings (... x tokens x hidden)."""
+    def token_scores(self, grad: Any, emb: Any, baseline: Any = None, *,
+                     eps: float = 0.0) -> Any:
+        """Token scores (... x tokens) from gradients and embeddings (... x tokens x hidden):
+        numpy arrays, or torch tensors kept differentiable (the attack metric differentiates
+        through them). ``eps`` keeps a norm's derivative finite at a zero gradient."""
         raise NotImplementedError
 
 
@@ -89,9 +95,9 @@ class Gradient(_LocalGradient):
     name = "gradient"
     pooling = "l2"
 
-    def token_scores(self, grad: np.ndarray, emb: np.ndarray,
-                     baseline: np.ndarray | None = None) -> np.ndarray:
-        return np.linalg.norm(grad, axis=-1)
+    def token_scores(self, grad: Any, emb: Any, baseline: Any = None, *,
+                     eps: float = 0.0) -> Any:
+        return ((grad * grad).sum(-1) + eps) ** 0.5
 
 
 @explainers.register("gradient_x_input")
@@ -101,8 +107,8 @@ class GradientXInput(_LocalGradient):
 
     name = "gradient_x_input"
 
-    def token_scores(self, grad: np.ndarray, emb: np.ndarray,
-                     baseline: np.ndarray | None = None) -> np.ndarray:
+    def token_scores(self, grad: Any, emb: Any, baseline: Any = None, *,
+                     eps: float = 0.0) -> Any:
         return (grad * emb).sum(-1)
 
 
@@ -125,8 +131,8 @@ class IntegratedGradients(_GradientMethod):
             raise InputError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         integration_points(1, self.method)
 
-    def token_scores(self, grad: np.ndarray, emb: np.ndarray,
-                     baseline: np.ndarray | None = None) -> np.ndarray:
+    def token_scores(self, grad: Any, emb: Any, baseline: Any = None, *,
+                     eps: float = 0.0) -> Any:
         """Path-averaged gradient x (input - baseline): sums to f(x) - f(baseline)."""
         return (grad * (emb - (0.0 if baseline is None else baseline))).sum(-1)
 

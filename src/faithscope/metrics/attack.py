@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .._lazy import lazy_import
-from ..explainers.base import Explainer, Prepared
+from ..explainers.base import Explainer, Prepared, pool_by_matrix
 from ..explainers.gradient import Gradient, GradientXInput, IntegratedGradients, integration_points
 from ..explanation import Explanation
 from ..models.adapter import InputError, ModelAdapter
@@ -150,22 +150,21 @@ class _Scorer:
         """(unit scores per example, logits at z)."""
         ad = self.adapter
         logits = ad.embedding_logits(self.encs, z)
-        if isinstance(self.explainer, IntegratedGradients):
+        exp = self.explainer
+        if isinstance(exp, IntegratedGradients):
             r, s = z.shape[0], self.alphas.shape[1]
             path = (b[:, None] + self.alphas * (z - b)[:, None]).reshape(r * s, *z.shape[1:])
             lg = ad.embedding_logits([e for e in self.encs for _ in range(s)], path)
             f = self.fn(lg, self.targets.repeat_interleave(s))
             (g,) = torch.autograd.grad(f.sum(), path, create_graph=create_graph)
-            gbar = (g.view(r, s, *z.shape[1:]) * self.weights).sum(1)
-            tok = (gbar * (z - b)).sum(-1)
-            return [p @ t for p, t in zip(self.pool, tok, strict=True)], logits
-        f = self.fn(logits, self.targets)
-        (g,) = torch.autograd.grad(f.sum(), z, create_graph=create_graph)
-        if isinstance(self.explainer, Gradient):
-            sq = (g * g).sum(-1)
-            return [torch.sqrt(p @ t + _TINY) for p, t in zip(self.pool, sq, strict=True)], logits
-        tok = (g * z).sum(-1)
-        return [p @ t for p, t in zip(self.pool, tok, strict=True)], logits
+            g = (g.view(r, s, *z.shape[1:]) * self.weights).sum(1)  # the quadrature
+        else:
+            f = self.fn(logits, self.targets)
+            (g,) = torch.autograd.grad(f.sum(), z, create_graph=create_graph)
+        # the explainer's own reduction and pooling (explainers/gradient.py, explainers/base.py)
+        tok = exp.token_scores(g, z, b, eps=_TINY)
+        return [pool_by_matrix(t, p, exp.pooling) for p, t in zip(self.pool, tok, strict=True)
+                ], logits
 
 
 def _shares(scores: list[torch.Tensor], tops: list[np.ndarray]) -> torch.Tensor:
