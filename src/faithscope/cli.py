@@ -71,6 +71,16 @@ def _fraction(raw: str) -> float:
     return value
 
 
+def _seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw}")
+    return value
+
+
 def _text(raw: str) -> str:
     if not raw.strip():
         raise argparse.ArgumentTypeError("is empty or whitespace-only")
@@ -162,7 +172,8 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     from .render import print_explanations
     from .targets import for_classifiers
 
-    for flag, value in (("--endpoint", args.endpoint), ("--levels", args.levels),
+    for flag, value in (("--endpoint", args.endpoint), ("--timeout", args.timeout),
+                        ("--levels", args.levels),
                         ("--top-fraction", args.top_fraction), ("--encoder", args.encoder),
                         ("--max-new-tokens", args.max_new_tokens), ("--foil", args.foil),
                         ("--per-token", args.per_token or None)):
@@ -229,6 +240,8 @@ def _explain_prompts(args: argparse.Namespace, console: Console) -> int:
         raise InputError(f"--target-fn {target_fn} is a target of classifiers (--text); "
                          "`faithscope list targets` marks those of generated text")
     output = _explanations_file(args.output)
+    if args.timeout is not None and not args.endpoint:
+        raise InputError("--timeout is for a model behind --endpoint")
     if args.encoder and target_fn not in ("cosine", "bertscore"):
         raise InputError("--encoder is used only with --target-fn cosine or bertscore")
     if target_fn in ("cosine", "bertscore") and not args.encoder:
@@ -243,7 +256,8 @@ def _explain_prompts(args: argparse.Namespace, console: Console) -> int:
     if args.endpoint:
         from .models.http import HTTPAdapter
 
-        lm: Any = HTTPAdapter(args.endpoint, model=args.model, max_new_tokens=max_new)
+        lm: Any = HTTPAdapter(args.endpoint, model=args.model, max_new_tokens=max_new,
+                              **({"timeout": args.timeout} if args.timeout else {}))
     else:
         from .models.generative import load_generative
 
@@ -487,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="new head size when the checkpoint has no classification head")
     e.add_argument("--endpoint", help="--prompt: OpenAI-compatible base URL "
                    "(e.g. http://host:8000/v1)")
+    e.add_argument("--timeout", type=_seconds, default=None,
+                   help="--endpoint: seconds to wait for each answer (default 120; a request "
+                   "that times out is retried twice)")
     e.add_argument("--levels", nargs="+", default=None,
                    help="--prompt: coarse-to-fine unit levels (default sentence phrase word)")
     e.add_argument("--top-fraction", type=_fraction, default=None,

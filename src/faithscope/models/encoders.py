@@ -59,12 +59,13 @@ class TextEncoder(Chunked):
     def load(cls, path_or_id: str, **kw: Any) -> TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
-        from .loading import load_failure, resolve_name
+        from .loading import _quiet_transformers, load_failure, resolve_name
 
         where, is_local = resolve_name(path_or_id)
         try:
-            return cls(AutoModel.from_pretrained(where), AutoTokenizer.from_pretrained(where),
-                       **kw)
+            with _quiet_transformers():  # no progress bar: stderr keeps one line per error
+                model = AutoModel.from_pretrained(where)
+            return cls(model, AutoTokenizer.from_pretrained(where), **kw)
         except Exception as err:  # noqa: BLE001
             raise load_failure(str(path_or_id), err, local=is_local) from None
 
