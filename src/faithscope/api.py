@@ -180,28 +180,48 @@ def explain(
     fn = get_target(target_fn)
     items = prepare(model, list(inputs), granularity=granularity, target=target, seed=seed,
                     strict=strict)
-    ver = versions()
     results: list[list[Explanation]] = [[] for _ in items]
     for exp in exps:
         torch.manual_seed(seed)
         t0 = time.perf_counter()
         scores, infos = exp.attribute(model, items, fn)
-        op = getattr(exp, "mask", None)
-        if op is not None:  # the operator actually applied, e.g. deletion on prompted decoders
-            used = applied_operator(model, op)
-            infos = [{**info, "operator": used} for info in infos]
         per = (time.perf_counter() - t0) / max(len(items), 1)
-        for k, (it, sc, info) in enumerate(zip(items, scores, infos, strict=True)):
-            ex_pair = it.enc.pair
-            results[k].append(Explanation(
-                example_id=it.example_id, text=it.enc.text, pair=ex_pair, units=it.units,
-                scores=np.asarray(sc, dtype=np.float32), targets=it.targets,
-                target_labels=tuple(model.labels[t] for t in it.targets),
-                probs=_softmax(it.logits), explainer=exp.name, params=exp.params(),
-                granularity=granularity, target_fn=target_fn, model_id=model.model_id,
-                model_revision=model.revision, seed=seed, runtime_s=per, info=info,
-                versions=ver, binary=type(exp).binary))
+        made = explanations_of(
+            exp, model, items, scores, infos, runtime_s=per, seed=seed,
+            fields=lambda it: dict(
+                example_id=it.example_id, text=it.enc.text, pair=it.enc.pair, units=it.units,
+                targets=it.targets, target_labels=tuple(model.labels[t] for t in it.targets),
+                probs=_softmax(it.logits)),
+            granularity=granularity, target_fn=target_fn, model_id=model.model_id,
+            model_revision=model.revision)
+        for k, e in enumerate(made):
+            results[k].append(e)
     return [e for row in results for e in row]
+
+
+def explanations_of(exp: Explainer, model: Any, items: Sequence[Any],
+                    scores: Sequence[np.ndarray], infos: Sequence[Mapping[str, Any]], *,
+                    runtime_s: float, seed: int, fields: Any,
+                    params: Mapping[str, Any] | None = None, **common: Any
+                    ) -> list[Explanation]:
+    """The one assembly of explainer results into Explanations, for every model kind
+    (classifiers here, generated text in :mod:`faithscope.generation.explain`): ``fields(item)``
+    gives an item's own fields (text, units, targets, ...), ``common`` the run's (model id,
+    target, granularity, ...). What was used is recorded, not what was asked: the masking
+    operator the model applied (:func:`~faithscope.explainers.base.applied_operator`) goes to
+    ``info["operator"]``, and ``params`` may carry settings resolved while running."""
+    op = getattr(exp, "mask", None)
+    used = applied_operator(model, op) if op is not None and not exp.uses_model_internals \
+        else None
+    ver = versions()
+    out = []
+    for it, sc, info in zip(items, scores, infos, strict=True):
+        out.append(Explanation(
+            **fields(it), scores=np.asarray(sc, dtype=np.float32), explainer=exp.name,
+            params=dict(exp.params() if params is None else params), seed=seed,
+            runtime_s=runtime_s, info={**info, **({"operator": used} if used else {})},
+            versions=ver, binary=type(exp).binary, **common))
+    return out
 
 
 def _explain_generated(model: Any, inputs: list[Any], exps: list[Explainer], *,

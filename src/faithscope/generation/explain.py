@@ -309,7 +309,7 @@ def attribute_items(lm: Any, items: Sequence[GenItem], exp: Any, scal: Scalarize
     level of ``levels`` after another), and return one Explanation per prompt."""
     import torch
 
-    from ..api import versions as _versions
+    from ..api import explanations_of
 
     model = ScalarizedLM(lm, scal, replacement)
     torch.manual_seed(seed)
@@ -322,32 +322,31 @@ def attribute_items(lm: Any, items: Sequence[GenItem], exp: Any, scal: Scalarize
         rounds.append([it.n_units for it in items])
         scores, infos = model.run_explainer(exp, items)
     per = (time.perf_counter() - t0) / max(len(items), 1)
-    ver = _versions()
     params = exp.params()
-    used: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
     if not exp.uses_model_internals:
-        used = {"operator": operator, "replacement": replacement}
+        extra = {"replacement": replacement}
         if "mask" in params:
-            params["mask"] = operator
-    out = []
-    for k, (it, sc, info) in enumerate(zip(items, scores, infos, strict=True)):
+            params["mask"] = operator  # deletion unless asked (see the module docstring)
+    for info in infos:
         if "baseline" in params and "baseline" in info:
             params["baseline"] = info["baseline"]  # the baseline IG integrated from
-        out.append(Explanation(
+    n_rounds = {it.example_id: [r[k] for r in rounds] for k, it in enumerate(items)}
+    return explanations_of(
+        exp, model, items, scores,
+        [{**info, **extra, "output_eos": bool(it.reference.eos),
+          "queries": model.queries.get(it.example_id, 0),
+          "units_per_round": n_rounds[it.example_id]}
+         for it, info in zip(items, infos, strict=True)],
+        runtime_s=per, seed=seed, params=params,
+        fields=lambda it: dict(
             example_id=it.example_id, text=it.prompt, pair=None, units=it.units,
-            scores=np.asarray(sc, dtype=np.float32), targets=it.targets,
-            target_labels=scal.target_labels(it.reference), probs=np.ones(1, np.float32),
-            explainer=exp.name, params=dict(params),
-            granularity=granularity or "+".join(levels), target_fn=scal.name,
-            model_id=getattr(lm, "model_id", "unknown"),
-            model_revision=getattr(lm, "revision", None), seed=seed, runtime_s=per,
-            info={**info, **used, "output_eos": bool(it.reference.eos),
-                  "queries": model.queries.get(it.example_id, 0),
-                  "units_per_round": [r[k] for r in rounds]},
-            versions=ver, binary=type(exp).binary, output=it.reference.text,
+            targets=it.targets, target_labels=scal.target_labels(it.reference),
+            probs=np.ones(1, np.float32), output=it.reference.text,
             output_ids=tuple(int(t) for t in it.reference.ids), levels=tuple(it.levels),
-            output_tokens=it.output_tokens, step_scores=it.step_scores))
-    return out
+            output_tokens=it.output_tokens, step_scores=it.step_scores),
+        granularity=granularity or "+".join(levels), target_fn=scal.name,
+        model_id=getattr(lm, "model_id", "unknown"), model_revision=getattr(lm, "revision", None))
 
 
 def gen_item(e: Explanation) -> GenItem:
