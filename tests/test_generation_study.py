@@ -139,6 +139,28 @@ def test_preset_runs_and_resumes(study, capsys):
     assert "0 to run" in capsys.readouterr().out  # resume: nothing reruns
 
 
+def test_ray_executor_runs_a_generation_study_like_the_local_one(study, tmp_path):
+    ray = pytest.importorskip("ray")
+    from faithscope.studies.results import open_study
+
+    os.environ["FAITHSCOPE_STORIES"] = STORIES
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1",
+                                       "FAITHSCOPE_STORIES": STORIES}})
+    try:
+        assert main(["run", "--preset", "generation", "--max-examples", "3", "--out",
+                     str(tmp_path / "ray"), "--executor", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    key = ["dataset", "model", "seed", "explainer", "metric", "example_id"]
+    got = open_study(tmp_path / "ray").metrics().sort_values(key).reset_index(drop=True)
+    want = open_study(study).metrics().sort_values(key).reset_index(drop=True)
+    assert len(got) == len(want) > 0
+    assert got[key].equals(want[key])
+    np.testing.assert_allclose(got["value"].astype(float), want["value"].astype(float),
+                               atol=1e-5)
+
+
 @pytest.fixture(scope="module")
 def report(study, tmp_path_factory):
     out = tmp_path_factory.mktemp("genrep") / "report.html"
