@@ -545,7 +545,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--metrics", nargs="+", default=["aopc_comprehensiveness",
                     "aopc_sufficiency", "flip_rate"])
     ev.add_argument("--granularity", choices=("token", "word"), default="word")
-    ev.add_argument("--mask", default="mask", help="masking operator of removal metrics")
+    ev.add_argument("--mask", default="delete", help="operator of removal metrics: delete "
+                    "(default, as ERASER and ferret), mask, pad or unk")
     ev.add_argument("--n-boot", type=_int_at_least(1), default=1000,
                     help="bootstrap resamples of the 95%% CI")
     ev.add_argument("--seed", type=int, default=0)

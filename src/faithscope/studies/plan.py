@@ -147,7 +147,9 @@ def plan_study(spec: StudySpec, n_examples: Mapping[str, int]) -> Plan:
                                                              "explainer": asdict(e)}))
                         metrics = list(spec.metrics if d.metrics is None else d.metrics)
                         if metrics:
-                            mk = content_key("metrics", ex, metrics)
+                            mk = content_key("metrics", ex, metrics,
+                                             *([] if m.kind == "generative" else
+                                               [{"operator": spec.operator}]))
                             units.append(Unit(stage="metrics", key=mk, model=m.name, seed=seed,
                                               dataset=d.name, shard=shard, explainer=e.name,
                                               parent=ex, params={"range": [lo, hi],

@@ -131,6 +131,8 @@ class StudySpec:
     # coarse-to-fine segmentation levels of the prompt and the share of units refined per level
     levels: tuple[str, ...] | None = None
     top_fraction: float | None = None
+    # the operator of removal metrics on classifiers (ERASER deletes; mask, pad, unk on request)
+    operator: str = "delete"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -405,6 +407,12 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
         if key in rest and _typed(rest[key], int, key, loc) < 1:
             raise loc.err(key, f"{key} must be >= 1")
     _generation_keys(rest, models, loc)
+    if "operator" in rest:
+        from ..explainers.base import OPERATORS
+
+        if _typed(rest["operator"], str, "operator", loc) not in OPERATORS:
+            raise loc.err("operator", f"operator must be one of {', '.join(OPERATORS)}, got "
+                          f"{rest['operator']!r}")
     spec = StudySpec(models=tuple(models), datasets=tuple(dsets), explainers=explainers_,
                      metrics=metrics, seeds=seeds, analyses=analyses, **rest)
     for m in spec.models:  # the merged recipe must be valid for every model

@@ -270,7 +270,8 @@ class Worker:
         examples = self.examples(unit)
         generative = self.generative(unit)
         metrics = applicable_metrics(unit.params["metrics"], examples, generative=generative)
-        extra = {"target_fn": self.spec.target_fn} if generative else {}
+        extra = ({"target_fn": self.spec.target_fn} if generative else
+                 {"operator": self.spec.operator})
         df = evaluate(exps, adapter, metrics, examples=examples, random=False, seed=unit.seed,
                       **extra)
         df["detail"] = df["detail"].map(lambda d: json.dumps(d, default=float))
