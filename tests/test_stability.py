@@ -189,6 +189,38 @@ def test_seed_stability_in_a_study(seeds_study):
     acc = study.analysis("seed_stability", "accuracy")
     models = study.models().sort_values("seed")
     np.testing.assert_allclose(acc.sort_values("seed")["accuracy"], models["accuracy"])
+    # every pair compares explanations of the example's gold label, in both seeds, also where
+    # a seed predicted another class (those were explained again for the gold label)
+    assert (pairs.target_source == "gold label").all() and pairs.same_target.all()
+    from faithscope.data import load_dataset
+
+    gold = {e.id: e.label for e in load_dataset("sst2_planted", split="dev", n=8,
+                                                 bundled=True).examples}
+    assert all(int(t) == gold[i] for i, t in zip(pairs.example_id, pairs.target_a))
+    assert (~between.same_prediction).any()  # seeds that disagree: still the same class
+
+
+def test_pairs_compare_one_class_across_runs():
+    """Run 0 predicts class 1, run 1 class 0; both explain both classes. With targets, the
+    pair compares the class given; without, each run's own first row (different classes)."""
+    def two(rows, probs, seed):
+        units = tuple(Unit(w, 0, len(w), tokens=(i + 1,)) for i, w in enumerate(WORDS[:3]))
+        first = int(np.argmax(probs))
+        return Explanation(example_id="e0", text="a fine film", pair=None, units=units,
+                           scores=np.array(rows if first == 0 else rows[::-1], np.float32),
+                           targets=(first, 1 - first), target_labels=("a", "b"),
+                           probs=np.array(probs, np.float32), explainer="lime", params={},
+                           seed=seed)
+    cls0, cls1 = [0.9, 0.1, 0.0], [0.0, 0.2, 0.8]
+    runs = {0: [two([cls0, cls1], (0.2, 0.8), 0)], 1: [two([cls0, cls1], (0.7, 0.3), 1)]}
+    own = pairwise_agreement(runs, k=1)
+    assert not own.same_target.iloc[0] and own.spearman.iloc[0] == pytest.approx(-1.0)
+    same = pairwise_agreement(runs, k=1, targets={"e0": 1})
+    assert same.same_target.iloc[0] and same.spearman.iloc[0] == pytest.approx(1.0)
+    assert list(same[["target", "target_a", "target_b"]].iloc[0]) == ["1", 1, 1]
+    only = {0: [exp([0.1, 0.9, 0.3])], 1: [exp([0.0, 0.8, 0.5], seed=1)]}  # class 1 only
+    with pytest.raises(ValueError, match="no explanation of class 0"):
+        pairwise_agreement(only, targets={"e0": 0})
 
 
 def test_ling_lr_in_a_study(seeds_study):

@@ -17,7 +17,13 @@ measures:
 * whether explanation agreement goes with prediction agreement: each pair row records whether the
   two runs predict the same label and whether all seeds agree on the example.
 
-Explanations are compared on their first target row (by default each run's predicted class).
+Explanations are compared on the *same target* in every run: ``targets`` maps each example
+id to the class whose row is compared (a study compares the gold label by default, see
+:class:`faithscope.studies.analyses.SeedStability`); each pair row names it (``target``). A run
+whose explanation has no row for that class is refused rather than compared on another class.
+Without ``targets`` the first row of each explanation is compared and the ``target`` column
+says ``"first row"`` (runs that predict different classes then compare different classes:
+``same_target`` is False on those pairs).
 
 Example
 -------
@@ -77,31 +83,49 @@ def _index(runs: Mapping[Any, Sequence[Explanation]]
     return out
 
 
+def _row_of(e: Explanation, target: int | None, run: Any) -> tuple[np.ndarray, int]:
+    """The score row compared for ``e`` and the class it explains."""
+    if target is None:
+        return e.scores[0], int(e.targets[0])
+    if target not in e.targets:
+        raise ValueError(f"{e.explainer} on {e.example_id}: run {run} has no explanation of "
+                         f"class {target} (it explains {list(e.targets)}); explain that target "
+                         "in every run")
+    return e.row(target), int(target)
+
+
 def pairwise_agreement(runs: Mapping[Any, Sequence[Explanation]], *, k: int = 5,
-                       source: str = "between_seeds", by: str = "value") -> pd.DataFrame:
+                       source: str = "between_seeds", by: str = "value",
+                       targets: Mapping[str, int] | None = None) -> pd.DataFrame:
     """One row per (explainer, example, pair of runs) with the three agreement measures.
 
     ``runs`` maps a run id (a training seed, or a sampling seed for ``within_model``) to its
-    explanations; examples are matched by ``example_id`` and explainer name.
+    explanations; examples are matched by ``example_id`` and explainer name. ``targets``
+    (example id -> class) picks the row compared in every run (see the module docstring).
     """
     rows = []
     for (explainer, example_id), by_run in sorted(_index(runs).items(), key=lambda kv: kv[0]):
         ids = sorted(by_run, key=str)
         preds = {r: by_run[r].predicted for r in ids}
         unanimous = len(set(preds.values())) == 1
+        want = None if targets is None else int(targets[example_id])
         for ra, rb in itertools.combinations(ids, 2):
             ea, eb = by_run[ra], by_run[rb]
             if len(ea.units) != len(eb.units):
                 raise ValueError(f"{explainer} on {example_id}: runs {ra} and {rb} have different "
                                  "units; compare explanations of one granularity")
-            rho, tau, jac = agreement(ea.scores[0], eb.scores[0], k, by)
+            (sa, ta), (sb, tb) = _row_of(ea, want, ra), _row_of(eb, want, rb)
+            rho, tau, jac = agreement(sa, sb, k, by)
             rows.append({"explainer": explainer, "example_id": example_id, "source": source,
                          "run_a": ra, "run_b": rb, "spearman": rho, "kendall": tau,
                          "jaccard": jac, "k": min(k, len(ea.units)), "n_units": len(ea.units),
+                         "target": "first row" if want is None else str(want),
+                         "target_a": ta, "target_b": tb, "same_target": ta == tb,
                          "pred_a": preds[ra], "pred_b": preds[rb],
                          "same_prediction": preds[ra] == preds[rb], "unanimous": unanimous})
     return pd.DataFrame(rows, columns=["explainer", "example_id", "source", "run_a", "run_b",
-                                       *MEASURES, "k", "n_units", "pred_a", "pred_b",
+                                       *MEASURES, "k", "n_units", "target", "target_a",
+                                       "target_b", "same_target", "pred_a", "pred_b",
                                        "same_prediction", "unanimous"])
 
 
@@ -125,7 +149,8 @@ def summarize_agreement(pairs: pd.DataFrame, by: Sequence[str] = ("explainer", "
     return pd.DataFrame(out)
 
 
-def unit_distribution(runs: Mapping[Any, Sequence[Explanation]]) -> pd.DataFrame:
+def unit_distribution(runs: Mapping[Any, Sequence[Explanation]],
+                      targets: Mapping[str, int] | None = None) -> pd.DataFrame:
     """Per (explainer, example, unit): each unit's score across runs, raw and L1-normalised.
 
     Columns: ``mean``, ``std``, ``min``, ``max``, ``q05``, ``q95`` of the raw scores,
@@ -136,7 +161,9 @@ def unit_distribution(runs: Mapping[Any, Sequence[Explanation]]) -> pd.DataFrame
     rows = []
     for (explainer, example_id), by_run in sorted(_index(runs).items(), key=lambda kv: kv[0]):
         exps = [by_run[r] for r in sorted(by_run, key=str)]
-        s = np.stack([e.scores[0].astype(np.float64) for e in exps])  # runs x units
+        want = None if targets is None else int(targets[example_id])
+        s = np.stack([_row_of(e, want, r)[0].astype(np.float64)
+                      for r, e in zip(sorted(by_run, key=str), exps, strict=True)])
         norm = np.abs(s).sum(1, keepdims=True)
         sl = np.divide(s, norm, out=np.zeros_like(s), where=norm > 0)
         top = np.bincount(s.argmax(1), minlength=s.shape[1]) / len(s)
@@ -172,10 +199,12 @@ class StabilityResult:
 
 def seed_stability(by_seed: Mapping[int, Sequence[Explanation]], *,
                    repeats: Mapping[Any, Sequence[Explanation]] | None = None, k: int = 5,
-                   by: str = "value", accuracy: Mapping[int, float] | None = None
-                   ) -> StabilityResult:
+                   by: str = "value", accuracy: Mapping[int, float] | None = None,
+                   targets: Mapping[str, int] | None = None) -> StabilityResult:
     """Between-seed agreement, within-model agreement of ``repeats`` (one model, several
     sampling seeds of stochastic explainers), per-unit distributions and accuracy per seed.
+    ``targets`` (example id -> class) makes every comparison one of the same class's
+    explanations (see the module docstring).
 
     >>> import faithscope as fs
     >>> from faithscope.models.tiny import tiny_classifier
@@ -185,20 +214,36 @@ def seed_stability(by_seed: Mapping[int, Sequence[Explanation]], *,
     >>> len(res.pairs), sorted(res.summary["measure"].unique())
     (6, ['jaccard', 'kendall', 'spearman'])
     """
-    pairs = [pairwise_agreement(by_seed, k=k, source="between_seeds", by=by)]
+    pairs = [pairwise_agreement(by_seed, k=k, source="between_seeds", by=by, targets=targets)]
     if repeats:
-        pairs.append(pairwise_agreement(repeats, k=k, source="within_model", by=by))
+        pairs.append(pairwise_agreement(repeats, k=k, source="within_model", by=by,
+                                        targets=targets))
     acc = pd.DataFrame([{"seed": s, "accuracy": a} for s, a in sorted((accuracy or {}).items())],
                        columns=["seed", "accuracy"])
-    return StabilityResult(pd.concat(pairs, ignore_index=True), unit_distribution(by_seed), acc)
+    return StabilityResult(pd.concat(pairs, ignore_index=True),
+                           unit_distribution(by_seed, targets), acc)
+
+
+def _compared(g: pd.DataFrame) -> str:
+    if "target" not in g or g.empty:
+        return "first row"
+    names = set(g["target"].astype(str))
+    if names == {"first row"}:
+        return "first row (each run's own target)"
+    if "target_source" in g:
+        return str(g["target_source"].iloc[0])
+    return "class " + ", ".join(sorted(names)) if len(names) <= 3 else "given classes"
 
 
 def agreement_table(pairs: pd.DataFrame, measure: str = "spearman") -> pd.DataFrame:
     """One row per explainer: ``measure`` between seeds and within one model (mean, quartiles),
-    and between seeds on examples where all seeds predict the same label vs not."""
+    and between seeds on examples where all seeds predict the same label vs not; ``compares``
+    names the class whose explanations are compared (``gold label``, a class, or ``first row``
+    of each run's own explanation)."""
     rows = []
     for explainer, g in pairs.groupby("explainer", sort=True):
-        row: dict[str, Any] = {"explainer": explainer}
+        row: dict[str, Any] = {"explainer": explainer,
+                               "compares": _compared(g)}
         parts = {"between": g[g["source"] == "between_seeds"],
                  "within": g[g["source"] == "within_model"]}
         parts["unanimous"] = parts["between"][parts["between"]["unanimous"].astype(bool)]

@@ -172,6 +172,10 @@ def seeds_section(data: ReportData, figures: Sequence[Figure]) -> str:
                 f"{int(s)}: {v:.3f}" for s, v in zip(acc.sort_values("seed")["seed"], a,
                                                       strict=True))
                 + f" (mean {a.mean():.3f}, spread {a.max() - a.min():.3f}).</p>")
+        compares = sorted(set(agreement_table(pairs)["compares"])) if len(pairs) else []
+        if compares:
+            out.append('<p class="note">Compared: explanations of the '
+                       + esc(" / ".join(compares)) + " in every seed.</p>")
         for measure in ("spearman", "jaccard"):
             rows = [[f'<td class="l">{esc(r.explainer)}</td>', _cell(r, "between"),
                      _cell(r, "within"), _cell(r, "unanimous"), _cell(r, "split")]

@@ -23,6 +23,7 @@ Example
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -96,17 +97,32 @@ class SeedStability:
     by: str = "value"
     repeats: int = 5  # runs of each stochastic explainer on one model (sampling seeds)
     repeat_seed: int | None = None  # that model's training seed (default: the first seed)
+    # the class whose explanations are compared across seeds: "gold" (the example's label,
+    # explained again where a seed explained another class) or "first_row" (each run's own
+    # first target, usually its predicted class: pairs of seeds that disagree then compare
+    # explanations of different classes)
+    target: str = "gold"
 
     def __post_init__(self) -> None:
         if self.k < 1 or self.repeats < 1 or self.by not in ("value", "abs"):
             raise InputError("seed_stability: k and repeats must be >= 1, by 'value' or 'abs'")
+        if self.target not in ("gold", "first_row"):
+            raise InputError(f"seed_stability: target must be 'gold' or 'first_row', got "
+                             f"{self.target!r}")
 
     def run(self, ctx: AnalysisContext) -> pd.DataFrame:
-        from ..api import explain
         from ..metrics.stability import seed_stability
 
         spec = ctx.worker.spec
+        examples = ctx.examples("eval")
+        gold = ({ex.id: int(ex.label) for ex in examples if ex.label is not None}
+                if self.target == "gold" else None)
         by_seed = {s: ctx.explanations(s) for s in ctx.seeds}
+        if gold is not None:
+            by_seed = {s: self._of_gold(ctx, s, exps, examples, gold)
+                       for s, exps in by_seed.items()}
+            by_seed = {s: [e for e in exps if e.example_id in gold]
+                       for s, exps in by_seed.items()}
         s0 = ctx.seeds[0] if self.repeat_seed is None else self.repeat_seed
         if s0 not in by_seed:
             raise InputError(f"seed_stability: repeat_seed {s0} is not a seed of the study")
@@ -117,16 +133,59 @@ class SeedStability:
         if stochastic and self.repeats > 1:
             repeats[s0] = [e for e in by_seed[s0] if e.explainer in names]
             adapter = ctx.adapter(s0)
-            examples = ctx.examples("eval")
             for r in range(1, self.repeats):
-                repeats[s0 + 1000 * r] = explain(
-                    adapter, examples, [(e.name, e.params) for e in stochastic],
+                repeats[s0 + 1000 * r] = _explain_targets(
+                    adapter, examples, [(e.name, e.params) for e in stochastic], gold,
                     granularity=spec.granularity, target_fn=spec.target_fn, seed=s0 + 1000 * r)
         res = seed_stability(by_seed, repeats=repeats, k=self.k, by=self.by,
-                             accuracy=ctx.accuracy())
+                             accuracy=ctx.accuracy(), targets=gold)
         pairs = res.pairs.assign(run_a=res.pairs["run_a"].astype("int64"),
-                                 run_b=res.pairs["run_b"].astype("int64"))
+                                 run_b=res.pairs["run_b"].astype("int64"),
+                                 target_source="gold label" if gold is not None else
+                                 "first row (each run's own target)")
         return _tables(pairs=pairs, units=res.units, accuracy=res.accuracy)
+
+    @staticmethod
+    def _of_gold(ctx: AnalysisContext, seed: int, exps: list[Explanation],
+                 examples: list[Any], gold: dict[str, int]) -> list[Explanation]:
+        """``exps`` with every explanation that lacks the gold class explained again for it
+        (same explainer, hyper-parameters and seed, on that seed's model)."""
+        redo = [e for e in exps if e.example_id in gold and gold[e.example_id] not in e.targets]
+        if not redo:
+            return exps
+        spec = ctx.worker.spec
+        by_id = {ex.id: ex for ex in examples}
+        fresh: dict[tuple[str, str], Explanation] = {}
+        for (name, params_json), group in _group_by_explainer(redo).items():
+            params = json.loads(params_json)
+            for e in _explain_targets(ctx.adapter(seed), [by_id[e.example_id] for e in group],
+                                      [(name, params)], gold, granularity=spec.granularity,
+                                      target_fn=spec.target_fn, seed=seed):
+                fresh[(e.explainer, e.example_id)] = e
+        return [fresh.get((e.explainer, e.example_id), e) for e in exps]
+
+
+def _group_by_explainer(exps: list[Explanation]) -> dict[tuple[str, str], list[Explanation]]:
+    out: dict[tuple[str, str], list[Explanation]] = {}
+    for e in exps:
+        out.setdefault((e.explainer, json.dumps(dict(e.params), sort_keys=True, default=str)),
+                       []).append(e)
+    return out
+
+
+def _explain_targets(adapter: Any, examples: list[Any], specs: list[Any],
+                     gold: dict[str, int] | None, **kw: Any) -> list[Explanation]:
+    """Explain ``examples`` for their gold class (grouped by class: one call per class), or
+    for the predicted class when ``gold`` is None."""
+    from ..api import explain
+
+    if gold is None:
+        return explain(adapter, examples, specs, **kw)
+    out: list[Explanation] = []
+    for label in sorted({gold[ex.id] for ex in examples if ex.id in gold}):
+        group = [ex for ex in examples if gold.get(ex.id) == label]
+        out += explain(adapter, group, specs, target=label, **kw)
+    return out
 
 
 @study_analyses.register("ling_lr")
