@@ -151,7 +151,7 @@ def score_masks(
         return own(items, masks)
     if operator not in OPERATORS:
         raise InputError(f"mask operator must be one of {OPERATORS}, got {operator!r}")
-    replacement = adapter.token_id(operator) if operator != "delete" else -1
+    replacement = adapter.token_id(operator, replacing=True) if operator != "delete" else -1
     all_blocks: list[np.ndarray] = []
     all_types: list[np.ndarray] = []
     plan = []

@@ -107,15 +107,32 @@ class ModelAdapter(Chunked):
     def special_ids(self) -> frozenset[int]:
         return frozenset(int(i) for i in self.tokenizer.all_special_ids)
 
-    def token_id(self, kind: str) -> int:
-        """Id used by a masking operator: ``mask`` (falls back to unk), ``unk`` or ``pad``."""
+    def token_id(self, kind: str, *, replacing: bool = False) -> int:
+        """Id used by a masking operator: ``mask`` (falls back to unk), ``unk`` or ``pad``.
+        ``replacing``: the id will replace units of the input (checked to be a pure
+        replacement, :meth:`_check_pure_replacement`)."""
         tok = self.tokenizer
         order = {"mask": ("mask", "unk", "pad"), "unk": ("unk", "pad"), "pad": ("pad",)}[kind]
         for name in order:
             value = getattr(tok, f"{name}_token_id", None)
             if value is not None:
+                if replacing:
+                    self._check_pure_replacement(kind, int(value))
                 return int(value)
         raise InputError(f"tokenizer of {self.model_id} has no {kind} token")
+
+    def _check_pure_replacement(self, kind: str, token: int) -> None:
+        """A decoder classifier reads the rightmost token that is not its pad id: a unit
+        replaced by the pad id would move the read-out, so that replacement is refused."""
+        cfg: Any = getattr(self.model, "config", None)
+        if hasattr(cfg, "get_text_config"):
+            cfg = cfg.get_text_config()
+        pad = getattr(cfg, "pad_token_id", None)
+        if self.pooling == "last" and pad is not None and token == int(pad):
+            raise InputError(
+                f"{self.model_id} reads its last non-pad token: replacing units with the pad "
+                f"token (operator {kind!r}, id {token}) would move that read-out; use "
+                "operator 'delete' or a token other than the pad token")
 
     @property
     def pooling(self) -> str:
@@ -185,8 +202,27 @@ class ModelAdapter(Chunked):
         return out
 
     def _forward(self, inputs: dict[str, torch.Tensor], **kw: Any) -> Any:
+        pad_idx = self.positions_from_padding
+        if pad_idx is not None and "position_ids" not in inputs and "attention_mask" in inputs:
+            # RoBERTa-style embeddings number positions by skipping pad ids: a unit replaced by
+            # the pad token would shift every later position. Positions follow the attention
+            # mask instead (the same numbers when no pad id stands inside the text), so the
+            # ``pad`` operator is a pure replacement.
+            m = inputs["attention_mask"].long()
+            inputs = {**inputs, "position_ids": torch.cumsum(m, 1) * m + pad_idx}
         out = self.model(**inputs, **kw)
         return out
+
+    @property
+    def positions_from_padding(self) -> int | None:
+        """The padding index when the model's embeddings derive position ids from the pad
+        ids (RoBERTa family), else None."""
+        base = getattr(self.model, "base_model", self.model)
+        emb = getattr(base, "embeddings", None)
+        idx = getattr(emb, "padding_idx", None)
+        if idx is None or not hasattr(emb, "create_position_ids_from_input_ids"):
+            return None
+        return int(idx)
 
     @staticmethod
     def _logits_of(out: Any) -> torch.Tensor:

@@ -82,12 +82,12 @@ class PromptClassifier(ModelAdapter):
         return "last"
 
     # ------------------------------------------------------------ masking
-    def token_id(self, kind: str) -> int:
+    def token_id(self, kind: str, *, replacing: bool = False) -> int:
         """Id a masking operator writes: ``mask`` deletes the unit (a sentinel id dropped
         before the template is filled), ``unk`` and ``pad`` are the tokenizer's tokens."""
         if kind == "mask":
             return DELETED
-        return super().token_id(kind)
+        return super().token_id(kind, replacing=replacing)
 
     def mask_operator(self, operator: str) -> str:
         """The operator a requested one actually applies: ``mask`` is deletion here."""
