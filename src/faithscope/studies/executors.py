@@ -101,6 +101,11 @@ def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "
                          "versions": versions(), "git": git_hash(), "seeds": list(spec.seeds),
                          "plan": plan.keys(), "n_examples": counts})
         manifest["runs"].append(run)
+        cleaned = store.clean_temporaries() + clean_partial_checkpoints(
+            ckpt or store.checkpoint_dir(), own=ckpt is None)
+        if cleaned:
+            console.print(f"removed {cleaned} leftover temporary file(s) or partial "
+                          "checkpoint(s) of an interrupted run", highlight=False)
         store.write_json("manifest.json", manifest)
         store.write_text("spec.yaml", yaml.safe_dump(_plain(spec.to_dict()), sort_keys=False))
         todo = _todo(plan, store, console)
@@ -123,6 +128,28 @@ def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "
                     "runtime_s": sum(runtimes.values())})
         store.write_json("manifest.json", manifest)
     return plan
+
+
+PARTIAL_AGE_S = 6 * 3600  # partial checkpoints this old in a shared folder are abandoned
+
+
+def clean_partial_checkpoints(folder: str | None, *, own: bool) -> int:
+    """Remove half-written fine-tuning checkpoints (``.<key>-*`` folders that were never
+    renamed into place, :func:`faithscope.models.finetune.finetune`): all of them in the
+    study's own checkpoint folder (the study lock is held), only those older than
+    :data:`PARTIAL_AGE_S` in a folder shared with other studies. Returns how many."""
+    import shutil
+
+    if folder is None or not os.path.isdir(folder):
+        return 0
+    n = 0
+    now = time.time()
+    for entry in os.scandir(folder):
+        if entry.is_dir() and entry.name.startswith(".") and "-" in entry.name and (
+                own or now - entry.stat().st_mtime > PARTIAL_AGE_S):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            n += 1
+    return n
 
 
 def _plain(x: Any) -> Any:

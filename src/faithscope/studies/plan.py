@@ -11,6 +11,9 @@ Stages, each unit's key hashing everything its result depends on (and its parent
 
 Only units without a finished shard in the store run, so a rerun resumes where a killed run
 stopped, and editing the metric list re-scores stored explanations without re-explaining.
+Every key also hashes the package version, and explain / metrics keys a digest of the source of
+the faithscope modules that define the unit's explainer / metrics (:func:`code_digest`): a
+shard written by other code is never reused as if it were this code's.
 
 Example
 -------
@@ -27,21 +30,47 @@ Example
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import math
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .spec import DatasetSpec, ExplainerSpec, ModelSpec, StudySpec
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 
 
 def content_key(*parts: Any) -> str:
-    blob = json.dumps([PLAN_VERSION, *parts], sort_keys=True, default=str)
+    from .. import __version__
+
+    blob = json.dumps([PLAN_VERSION, __version__, *parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@functools.cache
+def code_digest(registry: str, name: str) -> str:
+    """sha256 (16 hex) of the source of every faithscope module defining the class registered
+    as ``name`` in ``registry`` (``explainers`` or ``metrics``) and its faithscope base
+    classes; the name itself when it is not registered (a spec error reported elsewhere)."""
+    from .. import registry as registries
+
+    reg = getattr(registries, registry)
+    if name not in reg:
+        return name
+    obj = reg.get(name)
+    classes = inspect.getmro(obj) if inspect.isclass(obj) else (obj,)
+    mods = sorted({c.__module__ for c in classes
+                   if getattr(c, "__module__", "").startswith("faithscope.")})
+    h = hashlib.sha256()
+    for m in mods:
+        h.update(m.encode())
+        h.update(inspect.getsource(sys.modules[m]).encode())
+    return h.hexdigest()[:16]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,7 +169,8 @@ def plan_study(spec: StudySpec, n_examples: Mapping[str, int]) -> Plan:
                     for e in explainers_with_baseline(spec):
                         ex = content_key("explain", ft, eval_identity(d), lo, hi, asdict(e),
                                          spec.granularity, spec.target_fn,
-                                         *generation_identity(spec))
+                                         *generation_identity(spec),
+                                         {"code": code_digest("explainers", e.name)})
                         units.append(Unit(stage="explain", key=ex, model=m.name, seed=seed,
                                           dataset=d.name, shard=shard, explainer=e.name,
                                           parent=ft, params={"range": [lo, hi],
@@ -149,7 +179,9 @@ def plan_study(spec: StudySpec, n_examples: Mapping[str, int]) -> Plan:
                         if metrics:
                             mk = content_key("metrics", ex, metrics,
                                              *([] if m.kind == "generative" else
-                                               [{"operator": spec.operator}]))
+                                               [{"operator": spec.operator}]),
+                                             {"code": [code_digest("metrics", x)
+                                                       for x in metrics]})
                             units.append(Unit(stage="metrics", key=mk, model=m.name, seed=seed,
                                               dataset=d.name, shard=shard, explainer=e.name,
                                               parent=ex, params={"range": [lo, hi],

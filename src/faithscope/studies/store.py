@@ -78,6 +78,15 @@ class Store:
     def checkpoint_dir(self) -> str | None:
         return self.path("checkpoints") if self.local else None
 
+    def clean_temporaries(self) -> int:
+        """Remove temporary files left by writes that were killed half-way (``.tmp-*`` next
+        to the shards and the manifest); run under the study lock. Returns how many."""
+        found = set(self.fs.glob(self.path("**", ".tmp-*"))) | set(
+            self.fs.glob(self.path(".tmp-*")))
+        for path in sorted(found):
+            self.fs.rm(path)
+        return len(found)
+
     # ---------------------------------------------------------------- atomic writes
     def _put_bytes(self, path: str, data: bytes) -> None:
         """Write to a unique temporary name, then rename into place."""

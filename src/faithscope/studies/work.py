@@ -18,6 +18,7 @@ from .._lazy import lazy_import
 from ..data import load_dataset
 from ..data.core import Dataset
 from ..data.example import Example
+from ..errors import InputError
 from ..explanation import explanations_from_table, explanations_table
 from ..models.adapter import ModelAdapter
 from ..models.finetune import Recipe, accuracy, finetune
@@ -137,12 +138,31 @@ class Worker:
                                  max_batch_size=self.spec.max_batch_size,
                                  max_length=self.spec.max_length)
             adapter.model_id, adapter.revision = row["model_id"], row["revision"]
-        else:  # e.g. another node's local checkpoint: retrain (deterministic per seed)
+        else:  # e.g. another node's local checkpoint: retrain, and check it is the same model
             if unit is None:
                 raise KeyError(f"finetune unit {key} has no result yet")
             adapter, _ = self._train(unit)
+            if row is not None:
+                self._check_retrained(adapter, unit, row)
         self._model = (key, adapter)
         return adapter
+
+    def _check_retrained(self, adapter: ModelAdapter, unit: Unit, row: Any) -> None:
+        """A checkpoint missing here (another node's disk, a deleted folder) is trained again;
+        it is used only when it scores exactly the recorded accuracy on the same examples
+        (same data, recipe and seed: the same model), else the run stops, never silently."""
+        d = self.dataset_spec(unit.dataset)
+        acc = accuracy(adapter, list(self.data(d, "accuracy").examples))
+        recorded = float(row["accuracy"])
+        where = f"{unit.model} seed {unit.seed} on {unit.dataset} (finetune unit {unit.key})"
+        if not abs(acc - recorded) <= 1e-9:
+            raise InputError(
+                f"the checkpoint of {where} is not on this machine ({row['checkpoint']}), and "
+                f"training it again gave another model (accuracy {acc:.4f}, recorded "
+                f"{recorded:.4f}); share the checkpoint folder between nodes (--checkpoints) "
+                "or delete the study's finetune shard to retrain everything after it")
+        warnings.warn(f"the checkpoint of {where} was missing and was trained again; the "
+                      f"retrained model has the recorded accuracy ({acc:.4f})", stacklevel=2)
 
     def _train(self, unit: Unit) -> tuple[ModelAdapter, dict[str, Any]]:
         m, d = self.model_spec(unit.model), self.dataset_spec(unit.dataset)
@@ -292,6 +312,7 @@ class Worker:
             warnings.simplefilter("always")
             df = self._run(unit, units)
         truncated = sum("truncated" in str(w.message) for w in caught)
+        retrained = [str(w.message) for w in caught if "was trained again" in str(w.message)]
         for w in caught:
             if "truncated" not in str(w.message):
                 warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -300,6 +321,7 @@ class Worker:
                                extra={"model": unit.model, "seed": unit.seed,
                                       "dataset": unit.dataset, "explainer": unit.explainer,
                                       "truncation_warnings": truncated,
+                                      "retrained": retrained,
                                       "peak_rss_mb": _peak_rss_mb(),
                                       "cuda_peak_mb": (torch.cuda.max_memory_allocated() / 2**20
                                                        if cuda else None)})
