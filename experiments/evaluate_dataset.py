@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--dev-n", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--max-length", type=int, default=64)
-    ap.add_argument("--metrics", nargs="+", default=["gt_overlap", "mean_rank",
+    ap.add_argument("--metrics", nargs="+", default=["gt_overlap", "recovery_depth", "mean_rank",
                     "comprehensiveness", "sufficiency", "aopc_comprehensiveness",
                     "aopc_sufficiency"])
     ap.add_argument("--explainers", nargs="*", help="subset of explainer names")

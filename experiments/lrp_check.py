@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPLAINERS = [("lrp", {"rule": "cp"}), ("lrp", {"rule": "attnlrp"}),
               ("integrated_gradients", {"n_steps": 32}), ("gradient_x_input", {}),
               ("gradient", {}), ("random", {})]
-METRICS = {"sst2_planted": ["gt_overlap", "mean_rank", "comprehensiveness", "sufficiency"],
+METRICS = {"sst2_planted": ["gt_overlap", "recovery_depth", "mean_rank", "comprehensiveness", "sufficiency"],
            "esnli": ["token_f1", "auprc", "comprehensiveness", "sufficiency"]}
 
 

@@ -4,8 +4,8 @@
   (0/1 scores), saved and loaded in every format (old files load as False);
 * plausibility: token_f1 / iou_f1 compare the selected units themselves with the rationale, so
   an empty selection scores 0 even when the rationale is at the start of the text (a ranking
-  of all-zero scores would fill its top-k in tie order and score 1.0); auprc takes the 0/1
-  scores as they are; ``coverage`` reports whether anything is selected;
+  of all-zero scores would fill its top-k in tie order and score 1.0); auprc and
+  average_precision take the 0/1 scores as they are; ``coverage`` reports whether anything is selected;
 * removal: every removal metric removes (or keeps) exactly the selection, once; an empty
   selection removes nothing (comprehensiveness 0, flip rate 0), by hand and through
   ``fs.evaluate`` on the tiny BERT;
@@ -152,10 +152,16 @@ def test_selection_is_scored_as_a_set_not_as_top_k():
 
 def test_auprc_takes_the_selection_as_scores():
     # two tie groups: {selected} then everything. Selection {0, 3}, rationale {0, 1} of 5:
-    # threshold 1: P 1/2, R 1/2; threshold 0: P 2/5, R 1 -> AP = 1/4 + 1/5 = 0.45
-    assert val("auprc", item_of([1, 0, 0, 1, 0], {0, 1})) == pytest.approx(0.45, abs=1e-12)
-    # an empty selection is a constant score: AP = the rationale's share of the units (2/6)
-    assert val("auprc", item_of([0] * 6, {0, 1})) == pytest.approx(1 / 3, abs=1e-12)
+    # threshold 1: P 1/2, R 1/2; threshold 0: P 2/5, R 1 -> AP = 1/4 + 1/5 = 0.45; ERASER's
+    # AUPRC, trapezoids from (R 0, P 1): (1 + 1/2)/4 + (1/2 + 2/5)/4 = 0.6
+    item = item_of([1, 0, 0, 1, 0], {0, 1})
+    assert val("average_precision", item) == pytest.approx(0.45, abs=1e-12)
+    assert val("auprc", item) == pytest.approx(0.6, abs=1e-12)
+    # an empty selection is a constant score: AP = the rationale's share of the units (2/6);
+    # AUPRC: one trapezoid from (0, 1) to (1, 1/3) = 2/3
+    empty = item_of([0] * 6, {0, 1})
+    assert val("average_precision", empty) == pytest.approx(1 / 3, abs=1e-12)
+    assert val("auprc", empty) == pytest.approx(2 / 3, abs=1e-12)
     assert math.isnan(val("auprc", item_of([1, 0], set())))
 
 

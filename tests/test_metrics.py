@@ -1,6 +1,7 @@
 """Correctness of the metrics and of evaluate()/summarize().
 
-* model-free metrics (gt_overlap, mean_rank, token_f1, iou_f1, auprc) on hand-built
+* model-free metrics (gt_overlap, recovery_depth, token_f1, iou_f1, average_precision) on
+  hand-built
   explanations whose values are worked out by hand in the comments;
 * removal metrics: their masks and their arithmetic on hand-chosen probabilities, then the whole
   pipeline (``faithscope.evaluate``) on the tiny BERT against an independent reference
@@ -43,7 +44,9 @@ def mask_of(n, on):
 
 
 # Every registered metric must have a hand-computed test below (add it here when you do).
-HAND_TESTED = {"gt_overlap", "mean_rank", "token_f1", "iou_f1", "auprc", "comprehensiveness",
+# mean_rank, auprc, average_precision, recovery_depth: also tests/test_published_definitions.py
+HAND_TESTED = {"gt_overlap", "mean_rank", "recovery_depth", "token_f1", "iou_f1", "auprc",
+               "average_precision", "comprehensiveness",
                "sufficiency", "aopc_comprehensiveness", "aopc_sufficiency", "flip_rate",
                "deletion_curve", "insertion_curve", "perturbation_curve",
                # binary explanations: test_binary_explanations (coverage; every metric on a
@@ -60,42 +63,42 @@ def test_every_registered_metric_has_a_hand_computed_test():
 
 
 # ================================================================ ground-truth metrics
-def test_gt_overlap_and_mean_rank_perfect():
+def test_gt_overlap_and_recovery_depth_perfect():
     # scores [0.1, 0.9, 0.3, 0.5] rank units 1, 3, 2, 0; truth {1, 3} = the top 2
     it = hand_item([0.1, 0.9, 0.3, 0.5], {1, 3})
     assert val("gt_overlap", it) == 1.0
-    assert val("mean_rank", it) == 0.5  # all of truth by depth 2 of 4
+    assert val("recovery_depth", it) == 0.5  # all of truth by depth 2 of 4
     m = get_metric("gt_overlap").value(it)[1]
     assert m == {"n_truth": 2}
-    assert get_metric("mean_rank").value(it)[1] == {"n_units": 4}
+    assert get_metric("recovery_depth").value(it)[1] == {"n_units": 4}
 
 
 def test_gt_overlap_half():
     # scores [0.9, 0.8, 0.1, 0.2] rank 0, 1, 3, 2; truth {0, 2}: top-2 {0, 1} holds 1 of 2
     it = hand_item([0.9, 0.8, 0.1, 0.2], {0, 2})
     assert val("gt_overlap", it) == 0.5
-    assert val("mean_rank", it) == 1.0  # unit 2 is last: depth 4 of 4
+    assert val("recovery_depth", it) == 1.0  # unit 2 is last: depth 4 of 4
 
 
 def test_ground_truth_ties_earlier_unit_wins():
     # all scores equal: stable order 0, 1, 2, 3
     assert val("gt_overlap", hand_item([0.5] * 4, {0})) == 1.0
-    assert val("mean_rank", hand_item([0.5] * 4, {0})) == 0.25
+    assert val("recovery_depth", hand_item([0.5] * 4, {0})) == 0.25
     assert val("gt_overlap", hand_item([0.5] * 4, {3})) == 0.0
-    assert val("mean_rank", hand_item([0.5] * 4, {3})) == 1.0
+    assert val("recovery_depth", hand_item([0.5] * 4, {3})) == 1.0
     # a tie between units 1 and 2 at the top: 1 comes first
     assert val("gt_overlap", hand_item([0.0, 0.7, 0.7, 0.1], {1})) == 1.0
     assert val("gt_overlap", hand_item([0.0, 0.7, 0.7, 0.1], {2})) == 0.0
-    assert val("mean_rank", hand_item([0.0, 0.7, 0.7, 0.1], {2})) == 0.5
+    assert val("recovery_depth", hand_item([0.0, 0.7, 0.7, 0.1], {2})) == 0.5
 
 
 def test_ground_truth_by_abs():
     # signed: order 2, 3, 1, 0 -> unit 0 last; abs: order 0, 2, 3, 1 -> unit 0 first
     it = hand_item([-0.9, 0.1, 0.5, 0.2], {0})
     assert val("gt_overlap", it) == 0.0
-    assert val("mean_rank", it) == 1.0
+    assert val("recovery_depth", it) == 1.0
     assert val("gt_overlap", it, by="abs") == 1.0
-    assert val("mean_rank", it, by="abs") == 0.25
+    assert val("recovery_depth", it, by="abs") == 0.25
 
 
 def test_ground_truth_uses_the_explained_target_row():
@@ -107,15 +110,15 @@ def test_ground_truth_uses_the_explained_target_row():
 
 def test_ground_truth_edge_cases():
     # empty truth and no reference -> NaN
-    for name in ("gt_overlap", "mean_rank"):
+    for name in ("gt_overlap", "recovery_depth"):
         assert math.isnan(val(name, hand_item([0.1, 0.9], set())))
         assert math.isnan(val(name, hand_item([0.1, 0.9], None)))
     # one word that is the truth: perfect, depth 1 of 1
     assert val("gt_overlap", hand_item([0.3], {0})) == 1.0
-    assert val("mean_rank", hand_item([0.3], {0})) == 1.0
+    assert val("recovery_depth", hand_item([0.3], {0})) == 1.0
     # truth = every unit: trivially perfect, depth n / n
     assert val("gt_overlap", hand_item([0.3, 0.1, 0.2], {0, 1, 2})) == 1.0
-    assert val("mean_rank", hand_item([0.3, 0.1, 0.2], {0, 1, 2})) == 1.0
+    assert val("recovery_depth", hand_item([0.3, 0.1, 0.2], {0, 1, 2})) == 1.0
 
 
 # ================================================================= plausibility metrics
@@ -166,7 +169,8 @@ def test_iou_f1_partial_overlap_exactly_half_matches():
     it = _iou_item(10, range(0, 6), range(2, 8))
     v, d = get_metric("iou_f1").value(it)
     assert v == 1.0
-    assert d == {"precision": 1.0, "recall": 1.0, "pred_spans": 1, "gold_spans": 1}
+    assert d == {"precision": 1.0, "recall": 1.0, "pred_spans": 1, "gold_spans": 1,
+                 "matched_pred": 1, "matched_gold": 1}
 
 
 def test_iou_f1_partial_overlap_below_half_does_not_match():
@@ -225,31 +229,33 @@ def manual_average_precision(scores, truth) -> float:
     return ap
 
 
-def test_auprc_hand_values():
-    assert val("auprc", hand_item([0.9, 0.1, 0.8], {0})) == 1.0
+def test_average_precision_hand_values():
+    assert val("average_precision", hand_item([0.9, 0.1, 0.8], {0})) == 1.0
     # sorted: 1 (T, .9), 3 (F, .5), 2 (T, .3), 0 (F, .1)
     # thresholds: .9 P 1 R 1/2; .5 P 1/2 R 1/2; .3 P 2/3 R 1; .1 P 1/2 R 1
     # AP = 1/2 * 1 + 0 + 1/2 * 2/3 + 0 = 5/6
-    assert val("auprc", hand_item([0.1, 0.9, 0.3, 0.5], {1, 2})) == pytest.approx(5 / 6, abs=1e-7)
+    assert val("average_precision", hand_item([0.1, 0.9, 0.3, 0.5], {1, 2})) == \
+        pytest.approx(5 / 6, abs=1e-7)
     # ties: scores [.5, .5, .2, .5], truth {0, 2}: threshold .5 takes {0, 1, 3}: P 1/3, R 1/2;
     # threshold .2 takes all: P 1/2, R 1 -> AP = 1/2 * 1/3 + 1/2 * 1/2 = 5/12
     # (breaking the tie by position would wrongly give 1/2 * 1 + 1/2 * 1/2 = 3/4)
-    assert val("auprc", hand_item([0.5, 0.5, 0.2, 0.5], {0, 2})) == pytest.approx(5 / 12, abs=1e-7)
+    assert val("average_precision", hand_item([0.5, 0.5, 0.2, 0.5], {0, 2})) == \
+        pytest.approx(5 / 12, abs=1e-7)
     # all tied: one threshold, P = 2/4, R = 1 -> 1/2
-    assert val("auprc", hand_item([0.3] * 4, {1, 3})) == pytest.approx(0.5, abs=1e-12)
+    assert val("average_precision", hand_item([0.3] * 4, {1, 3})) == pytest.approx(0.5, abs=1e-12)
 
 
-def test_auprc_abs_and_edges():
+def test_average_precision_abs_and_edges():
     # signed: unit 0 (-0.9) ranks last: P at its threshold = 1/3 -> AP 1/3; abs: first -> 1
     it = hand_item([-0.9, 0.1, 0.5], {0})
-    assert val("auprc", it) == pytest.approx(1 / 3, abs=1e-7)
-    assert val("auprc", it, by="abs") == 1.0
-    assert math.isnan(val("auprc", hand_item([0.1, 0.9], set())))
-    assert math.isnan(val("auprc", hand_item([0.1, 0.9], None)))
-    assert val("auprc", hand_item([0.2], {0})) == 1.0
+    assert val("average_precision", it) == pytest.approx(1 / 3, abs=1e-7)
+    assert val("average_precision", it, by="abs") == 1.0
+    assert math.isnan(val("average_precision", hand_item([0.1, 0.9], set())))
+    assert math.isnan(val("average_precision", hand_item([0.1, 0.9], None)))
+    assert val("average_precision", hand_item([0.2], {0})) == 1.0
 
 
-def test_auprc_matches_manual_average_precision_with_ties():
+def test_average_precision_matches_manual_average_precision_with_ties():
     rng = np.random.default_rng(0)
     for _ in range(200):
         n = int(rng.integers(1, 15))
@@ -258,9 +264,9 @@ def test_auprc_matches_manual_average_precision_with_ties():
         if not truth.any():
             truth[rng.integers(n)] = True
         it = hand_item(scores, set(np.nonzero(truth)[0].tolist()))
-        assert val("auprc", it) == pytest.approx(manual_average_precision(scores, truth),
-                                                 abs=1e-12)
-        assert val("auprc", it, by="abs") == pytest.approx(
+        assert val("average_precision", it) == pytest.approx(
+            manual_average_precision(scores, truth), abs=1e-12)
+        assert val("average_precision", it, by="abs") == pytest.approx(
             manual_average_precision(np.abs(scores), truth), abs=1e-12)
 
 
@@ -616,7 +622,7 @@ def test_removal_metrics_token_granularity(bert_adapter, bert_ref):
     for (_, row), e in zip(df.iterrows(), exps, strict=True):
         assert row["granularity"] == "token"
         assert row["value"] == pytest.approx(
-            bert_ref.value(e, "aopc_comprehensiveness", {}, "mask"), abs=1e-6)
+            bert_ref.value(e, "aopc_comprehensiveness", {}, "delete"), abs=1e-6)  # default
 
 
 def test_random_baseline_rows_match_reference(bert_adapter, bert_exps, bert_ref):
@@ -628,7 +634,7 @@ def test_random_baseline_rows_match_reference(bert_adapter, bert_exps, bert_ref)
         e = fs.explain(bert_adapter, [fs.Example(ex.id, ex.text, ex.pair)], ["random"],
                        target=[row["target"]], seed=3)[0]
         assert row["value"] == pytest.approx(
-            bert_ref.value(e, "comprehensiveness", {}, "mask"), abs=1e-6)
+            bert_ref.value(e, "comprehensiveness", {}, "delete"), abs=1e-6)  # default
 
 
 # rationales: "gorgeous, witty", "very good", "oddly moving" (in the pair segment), ...
@@ -847,8 +853,9 @@ def test_metric_declarations():
                   "aopc_comprehensiveness": True, "aopc_sufficiency": False,
                   "flip_rate": True, "deletion_curve": False, "insertion_curve": True,
                   "perturbation_curve": True,
-                  "gt_overlap": True, "mean_rank": False, "token_f1": True, "iou_f1": True,
-                  "auprc": True, "coverage": True}
+                  "gt_overlap": True, "mean_rank": False, "recovery_depth": False,
+                  "token_f1": True, "iou_f1": True, "auprc": True, "average_precision": True,
+                  "coverage": True}
     plain = [n for n in METRICS.names() if "explainer" not in get_metric(n).needs]
     assert set(directions) == set(plain)
     for name in plain:
@@ -985,3 +992,23 @@ def test_other_input_errors(bert_adapter, bert_exps):
         dataclasses.replace(u, tokens=tuple(t + 1 for t in u.tokens)) for u in e.units))
     with pytest.raises(fs.InputError):
         fs.evaluate([shifted], bert_adapter, metrics=["comprehensiveness"], random=False)
+
+
+def test_removal_rows_record_the_operator_used_and_delete_by_default(bert_adapter, bert_exps,
+                                                                     llama_adapter):
+    """ERASER deletes the removed tokens: the default; the operator applied is a column of
+    every removal metric's row (empty for metrics that remove nothing)."""
+    df = fs.evaluate(bert_exps[:2], bert_adapter, ["comprehensiveness", "sufficiency",
+                                                   "aopc_comprehensiveness"], random=False)
+    assert set(df["operator"]) == {"delete"}
+    masked = fs.evaluate(bert_exps[:2], bert_adapter, ["comprehensiveness"], random=False,
+                         operator="mask")
+    assert set(masked["operator"]) == {"mask"}
+    assert not np.allclose(masked["value"], df[df.metric == "comprehensiveness"]["value"])
+    # a tokenizer without a mask token: mask falls back, and the fallback is what is recorded
+    exps = fs.explain(llama_adapter, ["a good film"], ["leave_one_out"])
+    fallback = fs.evaluate(exps, llama_adapter, ["comprehensiveness"], random=False,
+                           operator="mask")
+    assert set(fallback["operator"]) <= {"unk", "pad"}
+    with pytest.raises(fs.InputError, match="operator must be one of"):
+        fs.evaluate(exps, llama_adapter, ["comprehensiveness"], operator="blank")

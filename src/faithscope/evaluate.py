@@ -39,7 +39,7 @@ import numpy as np
 from ._lazy import lazy_import
 from .api import explain, prepare
 from .data.example import Example
-from .explainers.base import Prepared, score_masks
+from .explainers.base import OPERATORS, Prepared, applied_operator, score_masks
 from .explanation import Explanation
 from .metrics.analysis import Analysis, run_analyses
 from .metrics.base import EvalItem, Metric, get_metric
@@ -56,7 +56,7 @@ DEFAULT_METRICS = ("aopc_comprehensiveness", "aopc_sufficiency", "comprehensiven
                    "sufficiency", "flip_rate")
 COLUMNS = ["example_id", "explainer", "metric", "value", "family", "higher_is_better",
            "label", "predicted", "correct", "target", "n_units", "granularity", "model_id",
-           "detail"]
+           "operator", "detail"]
 
 
 def _reference(exp: Explanation, example: Example | None) -> np.ndarray | None:
@@ -73,7 +73,7 @@ def evaluate(
     metrics: Sequence[Any] = DEFAULT_METRICS,
     *,
     examples: Iterable[Example] | None = None,
-    operator: str = "mask",
+    operator: str = "delete",
     random: bool = True,
     seed: int = 0,
     target_fn: Any = "log_prob",
@@ -82,7 +82,11 @@ def evaluate(
     """Score explanations with metrics; one row per (explanation, metric).
 
     ``examples`` supplies gold labels and human rationales / planted ground truth (matched by
-    example id). ``operator`` is the masking operator of removal metrics. Analyses (metrics
+    example id). ``operator`` is the masking operator of removal metrics: ``delete`` (default:
+    the removed tokens are deleted, as ERASER and ferret do), ``mask`` (replaced by the mask
+    token, falling back to unk/pad where the tokenizer has none), ``pad`` or ``unk``; the
+    operator actually applied is the ``operator`` column of every removal metric's row (empty
+    for metrics that remove nothing). Analyses (metrics
     that need the explainer: randomization, sensitivity, attacks) rebuild the explainer of each
     group of explanations from their stored name and hyper-parameters and run it again.
 
@@ -115,9 +119,11 @@ def evaluate(
     analyses = [(j, m) for j, m in enumerate(ms) if isinstance(m, Analysis)]
     model_metrics = [(j, m) for j, m in enumerate(ms)
                      if "model" in m.needs and not isinstance(m, Analysis)]
+    used = None
     if model_metrics:
         if model is None:
             raise InputError("removal metrics need the model")
+        used = _used_operator(model, operator, target_fn, replacement, generative)
         values.update(_generated_values(model, items, model_metrics, target_fn, replacement)
                       if generative else _removal_values(model, items, model_metrics, operator))
     if analyses:
@@ -141,8 +147,23 @@ def evaluate(
                 "label": it.label, "predicted": pred,
                 "correct": None if it.label is None else bool(pred == it.label),
                 "target": it.target, "n_units": it.n_units, "granularity": e.granularity,
-                "model_id": e.model_id, "detail": detail})
+                "model_id": e.model_id,
+                "operator": used if "model" in m.needs and not isinstance(m, Analysis)
+                else None, "detail": detail})
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _used_operator(model: Any, operator: str, target_fn: Any, replacement: str,
+                   generative: bool) -> str:
+    """The operator removal metrics actually apply (recorded in every row)."""
+    if generative:
+        from .generation.explain import ScalarizedLM
+        from .generation.scalarizers import get_scalarizer
+
+        return ScalarizedLM(model, get_scalarizer(target_fn), replacement).mask_operator(operator)
+    if operator not in OPERATORS:
+        raise InputError(f"operator must be one of {', '.join(OPERATORS)}, got {operator!r}")
+    return applied_operator(model, operator)
 
 
 def _without_random(exps: list[Explanation]) -> dict[tuple[str, str], Explanation]:
@@ -292,16 +313,85 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, ci: float = 0.95, se
 
 
 def summarize(df: pd.DataFrame, by: Sequence[str] = ("explainer", "metric"), *,
-              n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
+              n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+              pooled: bool = True) -> pd.DataFrame:
     """Mean with a bootstrap confidence interval per group (e.g. add ``"label"`` to break
-    results down by gold label)."""
+    results down by gold label).
+
+    The ``aggregate`` column says which quantity ``mean`` holds. ``"mean"``: the mean of the
+    per-example values (NaNs left out), for every metric; for token_f1 and iou_f1 that is the
+    mean of per-example F1s. With ``pooled`` (the default), ``"metric"`` among ``by`` and the
+    rows' ``detail``, each token_f1 / iou_f1 group is followed by ERASER's dataset-level F1s
+    (DeYoung et al. 2020), computed from the counts in ``detail``: rows whose metric is
+    ``"token_f1 (micro)"``, ``"token_f1 (macro)"``, ``"iou_f1 (micro)"``, ``"iou_f1 (macro)"``
+    and whose aggregate is ``"micro"`` (F1 of the precision and recall of the counts pooled
+    over the examples) or ``"macro"`` (ERASER's macro; for token_f1 the mean of per-example F1,
+    for iou_f1 the F1 of mean precision and mean recall). Definitions:
+    :mod:`faithscope.metrics.plausibility`. Their interval is a percentile bootstrap over the
+    examples and ``n`` the number of examples pooled."""
     rows = []
-    for key, g in df.groupby(list(by), sort=True, dropna=False):
+    by = list(by)
+    for key, g in df.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
+        keys = dict(zip(by, key, strict=True))
         mean, lo, hi = bootstrap_ci(g["value"].to_numpy(dtype=np.float64), n_boot=n_boot,
                                     ci=ci, seed=seed)
-        rows.append({**dict(zip(by, key, strict=True)), "mean": mean, "ci_low": lo,
-                     "ci_high": hi, "n": int(g["value"].notna().sum()),
-                     "higher_is_better": bool(g["higher_is_better"].iloc[0])})
+        up = bool(g["higher_is_better"].iloc[0])
+        rows.append({**keys, "mean": mean, "ci_low": lo, "ci_high": hi,
+                     "n": int(g["value"].notna().sum()), "higher_is_better": up,
+                     "aggregate": "mean"})
+        if pooled and "metric" in keys and "detail" in g.columns:
+            for agg, (m, low, high, n) in _pooled(str(keys["metric"]), g["detail"], n_boot=n_boot,
+                                                  ci=ci, seed=seed).items():
+                rows.append({**keys, "metric": f"{keys['metric']} ({agg})", "mean": m,
+                             "ci_low": low, "ci_high": high, "n": n, "higher_is_better": up,
+                             "aggregate": agg})
     return pd.DataFrame(rows)
+
+
+def _pooled(metric: str, details: Iterable[Any], *, n_boot: int, ci: float, seed: int
+            ) -> dict[str, tuple[float, float, float, int]]:
+    """ERASER's pooled values of ``metric`` from its rows' details (dicts, or JSON text as
+    stored by studies): aggregate -> (value, ci_low, ci_high, examples); empty for a metric
+    without pooled values or rows without counts."""
+    import json
+
+    from .metrics.plausibility import POOLED
+
+    cls = POOLED.get(metric)
+    if cls is None:
+        return {}
+    stats = []
+    for d in details:
+        if isinstance(d, str):
+            try:
+                d = json.loads(d)
+            except ValueError:
+                continue
+        s = cls.example_stats(d) if isinstance(d, Mapping) else None
+        if s is not None:
+            stats.append(s)
+    if not stats:
+        return {}
+    x = np.asarray(stats, dtype=np.float64)
+    n = len(x)
+    point = cls.pooled(x.sum(axis=0))
+    boot: dict[str, list[np.ndarray]] = {a: [] for a in point}
+    rng = np.random.default_rng(seed)
+    step = max(1, min(n_boot, 4_000_000 // n))  # resamples per chunk: bounded memory
+    for start in range(0, n_boot if n > 1 else 0, step):
+        m = min(step, n_boot - start)
+        idx = rng.integers(0, n, size=(m, n)) + n * np.arange(m)[:, None]
+        weights = np.bincount(idx.ravel(), minlength=m * n).reshape(m, n)
+        for a, v in cls.pooled(weights @ x).items():
+            boot[a].append(v)
+    out = {}
+    for a, v in point.items():
+        val = float(v)
+        if boot[a]:
+            lo, hi = np.quantile(np.concatenate(boot[a]), [(1 - ci) / 2, 1 - (1 - ci) / 2])
+            out[a] = (val, float(lo), float(hi), n)
+        else:
+            out[a] = (val, val, val, n)
+    return out
 

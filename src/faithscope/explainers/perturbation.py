@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,18 @@ def weighted_ridge(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float
     return coef.T, ym - xm @ coef
 
 
+def lime_kernel(masks: np.ndarray, kernel_width: float) -> np.ndarray:
+    """LIME's sample weights for text: ``sqrt(exp(-dist**2 / kernel_width**2))`` with ``dist``
+    100 times the cosine distance between each mask and the unperturbed input (all units
+    present), as ``LimeTextExplainer`` computes them (``pairwise_distances(..., metric="cosine")
+    * 100``, kernel width 25). The empty mask is at cosine distance 1."""
+    X = np.asarray(masks, dtype=np.float64).reshape(len(masks), -1)
+    norms = np.sqrt(X.sum(1)) * math.sqrt(X.shape[1])
+    cos = np.divide(X.sum(1), norms, out=np.zeros(len(X)), where=norms > 0)
+    dist = (1.0 - cos) * 100.0
+    return np.sqrt(np.exp(-(dist**2) / kernel_width**2))
+
+
 @explainers.register("lime")
 @dataclass(frozen=True, kw_only=True)
 class Lime(Explainer):
@@ -106,11 +119,7 @@ class Lime(Explainer):
         out = []
         for m, y in zip(masks, vals, strict=True):
             X = m.astype(np.float64)
-            norms = np.sqrt(X.sum(1)) * math.sqrt(X.shape[1])
-            cos = np.divide(X.sum(1), norms, out=np.zeros(len(X)), where=norms > 0)
-            dist = (1.0 - cos) * 100.0
-            w = np.sqrt(np.exp(-(dist**2) / self.kernel_width**2))
-            coef, _ = weighted_ridge(X, y, w, self.alpha)
+            coef, _ = weighted_ridge(X, y, lime_kernel(m, self.kernel_width), self.alpha)
             out.append(coef)
         return out, [{"forwards": int(len(np.unique(m, axis=0)))} for m in masks]
 
@@ -139,13 +148,31 @@ def constrained_wls(Z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndarr
     return np.vstack([head, last]).T
 
 
+def constrained_rank(Z: np.ndarray, w: np.ndarray) -> int:
+    """Rank of the weighted design that :func:`constrained_wls` solves (``d - 1`` columns once
+    the efficiency constraint has eliminated the last unit). Below ``d - 1`` the regression is
+    underdetermined: the solution is the minimum-norm one and the last unit takes the remainder.
+    A coalition and its complement give opposite rows, so paired samples add one direction per
+    pair."""
+    d = Z.shape[1]
+    if d <= 1 or not len(Z):
+        return 0
+    Zf = np.asarray(Z, dtype=np.float64)
+    X = (Zf[:, :-1] - Zf[:, -1:]) * np.sqrt(w)[:, None]
+    return int(np.linalg.matrix_rank(X))
+
+
 @explainers.register("kernel_shap")
 @dataclass(frozen=True, kw_only=True)
 class KernelShap(Explainer):
     """KernelSHAP with paired sampling and the efficiency constraint enforced exactly.
 
     With ``2**d - 2 <= n_samples`` every coalition is enumerated and the result is the exact
-    Shapley value of the masked-input game.
+    Shapley value of the masked-input game. ``info["rank"]`` is the rank of the regression (at
+    most ``n_units - 1`` free coefficients) and ``info["underdetermined"]`` whether it is below
+    that: then the samples do not determine the values (paired sampling needs at least
+    ``n_samples >= 2 (n_units - 1)``), the result is the minimum-norm solution in which the last
+    unit absorbs the remainder, and a ``UserWarning`` says so.
     """
 
     name = "kernel_shap"
@@ -178,8 +205,8 @@ class KernelShap(Explainer):
         masks = [np.vstack([full_masks(it, 1, True), full_masks(it, 1, False), Z])
                  for it, (Z, _) in zip(items, plans, strict=True)]
         vals = score_masks(adapter, items, masks, target_fn, operator=self.mask)
-        out = []
-        for it, (Z, w), v in zip(items, plans, vals, strict=True):
+        out, info = [], []
+        for it, (Z, w), v, m in zip(items, plans, vals, masks, strict=True):
             total = v[0] - v[1]
             if it.n_units == 0:
                 out.append(np.zeros((len(it.targets), 0)))
@@ -187,7 +214,26 @@ class KernelShap(Explainer):
                 out.append(total[:, None])
             else:
                 out.append(constrained_wls(Z.astype(np.float64), v[2:] - v[1], w, total))
-        return out, [{"forwards": len(m)} for m in masks]
+            rank = constrained_rank(Z, w)
+            info.append({"forwards": len(m), "rank": rank,
+                         "underdetermined": rank < max(it.n_units - 1, 0)})
+        self._warn_underdetermined(items, info)
+        return out, info
+
+    def _warn_underdetermined(self, items: Sequence[Prepared], info: list[dict[str, Any]]
+                              ) -> None:
+        bad = [(it, i) for it, i in zip(items, info, strict=True) if i["underdetermined"]]
+        if not bad:
+            return
+        it, i = max(bad, key=lambda b: b[0].n_units)
+        d = it.n_units
+        warnings.warn(
+            f"kernel_shap: n_samples={self.n_samples} is too few for n_units={d} "
+            f"(example {it.example_id!r}; {len(bad)} of {len(items)} examples affected): the "
+            f"regression has rank {i['rank']} < n_units - 1 = {d - 1}, so the attributions are "
+            f"a minimum-norm solution in which the last unit absorbs the remainder. Use a larger "
+            f"budget: n_samples >= {2 * (d - 1)} at the very least (paired sampling), several "
+            f"times that for a stable estimate.", UserWarning, stacklevel=2)
 
 
 @explainers.register("shapley_sampling")

@@ -15,13 +15,14 @@ from .faithfulness import (
     PerturbationCurve,
     Sufficiency,
 )
-from .ground_truth import GtOverlap, MeanRank
-from .plausibility import Auprc, Coverage, IouF1, TokenF1
+from .ground_truth import GtOverlap, MeanRank, RecoveryDepth
+from .plausibility import Auprc, AveragePrecision, Coverage, IouF1, TokenF1
 from .robustness import AvgSensitivity, AvgSensitivityWord, MaxSensitivity, MaxSensitivityWord
 from .sanity import Randomization, RandomizationIndependent, randomization_steps
 
 __all__ = [
     "FAMILIES", "Analysis", "AopcComprehensiveness", "AopcSufficiency", "Auprc",
+    "AveragePrecision", "RecoveryDepth",
     "AvgSensitivity", "AvgSensitivityWord", "Comprehensiveness", "Coverage", "DeletionCurve",
     "EvalItem", "ExplanationAttack", "ExplanationAttackConstrained", "FlipRate", "GtOverlap",
     "InsertionCurve", "IouF1", "MaxSensitivity", "MaxSensitivityWord", "MeanRank", "Metric",
