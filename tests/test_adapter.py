@@ -74,7 +74,7 @@ def test_plain_tensor_output_and_config_free_labels(linear_adapter):
 
 # ------------------------------------------------------------------------------ OOM
 def _oom_when_more_than(adapter, monkeypatch, limit, error):
-    original = adapter._forward
+    original = adapter.forward
     seen = []
 
     def forward(inputs, **kw):
@@ -84,7 +84,7 @@ def _oom_when_more_than(adapter, monkeypatch, limit, error):
             raise error
         return original(inputs, **kw)
 
-    monkeypatch.setattr(adapter, "_forward", forward)
+    monkeypatch.setattr(adapter, "forward", forward)
     return seen
 
 

@@ -66,31 +66,6 @@ def test_word_drop_leaves_exact_linear_attributions_alone(linear_adapter):
         assert d["perturbation"] == "drop_unit" and d["n_used"] + d["n_flipped"] == 10
 
 
-def test_embedding_noise_on_the_linear_model_by_hand(linear_adapter):
-    """Gradient x input of the logit on the linear model is (E[id] + noise) . W_c per token, so
-    the change of each unit's score is the noise of its tokens times W_c."""
-    metric = get_metric("max_sensitivity", n_samples=3, exclude_flips=False)
-    exps = fs.explain(linear_adapter, INPUTS, ["gradient_x_input"], target_fn="logit")
-    df = fs.evaluate(exps, linear_adapter, metrics=[metric], random=False)
-    items = fs.prepare(linear_adapter, INPUTS)
-    sigma = float(linear_adapter.embedding_matrix().float().std())
-    W = linear_adapter.model.W.detach().double().numpy()
-    for e, it, d in zip(exps, items, df["detail"]):
-        c = e.targets[0]
-        per = []
-        for s in range(3):
-            noise = metric._noise(linear_adapter, items, sigma, s)
-            delta = np.array([sum(float(noise[int(it.enc.ids[t])] @ W[:, c])
-                                  for t in u.tokens if int(it.enc.ids[t]) in noise)
-                              for u in e.units])
-            a = e.scores[0].astype(np.float64)
-            per.append(np.linalg.norm(delta) / np.linalg.norm(a))
-            assert np.all(np.abs(next(iter(noise.values()))) <= 0.2 * sigma)
-        np.testing.assert_allclose(d["per_sample"], per, rtol=1e-4)
-        assert d["max"] == pytest.approx(max(per), rel=1e-4)
-        assert d["mean"] == pytest.approx(np.mean(per), rel=1e-4)
-
-
 def test_sensitivity_grows_with_the_radius_and_ignores_input_free_explainers(bert_adapter):
     exps = fs.explain(bert_adapter, SENTENCES, ["gradient", "random"])
     small = fs.evaluate(exps, bert_adapter, random=False,

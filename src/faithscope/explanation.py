@@ -181,8 +181,8 @@ class Explanation:
         d["probs"] = self.probs.tolist()
         d["targets"] = list(self.targets)
         d["target_labels"] = list(self.target_labels)
-        d["params"] = _jsonable(dict(self.params))
-        d["info"] = _jsonable(dict(self.info))
+        d["params"] = jsonable(dict(self.params))
+        d["info"] = jsonable(dict(self.info))
         d["versions"] = dict(self.versions)
         d["output_ids"] = None if self.output_ids is None else list(self.output_ids)
         d["levels"] = None if self.levels is None else list(self.levels)
@@ -256,11 +256,11 @@ def normalize(scores: np.ndarray, kind: str = "l1") -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _jsonable(x: Any) -> Any:
+def jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):

@@ -64,6 +64,14 @@ class _GradientMethod(Explainer):
 
     uses_model_internals = True
     pooling: ClassVar[str] = "sum"
+    # the capability metrics look for (not this class): scores are a differentiable function
+    # of the word embeddings (token_scores of gradients along path_points), e.g. for attacks
+    differentiable: ClassVar[bool] = True
+
+    def path_points(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Points and weights of the path integral from ``baseline`` (Integrated Gradients),
+        or None for a gradient at the input."""
+        return None
 
     def token_scores(self, grad: Any, emb: Any, baseline: Any = None, *,
                      eps: float = 0.0) -> Any:
@@ -130,6 +138,9 @@ class IntegratedGradients(_GradientMethod):
         if self.baseline not in BASELINES:
             raise InputError(f"baseline must be one of {BASELINES}, got {self.baseline!r}")
         integration_points(1, self.method)
+
+    def path_points(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return integration_points(self.n_steps, self.method)
 
     def token_scores(self, grad: Any, emb: Any, baseline: Any = None, *,
                      eps: float = 0.0) -> Any:

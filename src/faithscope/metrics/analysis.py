@@ -36,7 +36,7 @@ import numpy as np
 
 from .._lazy import lazy_import
 from ..explainers.base import Explainer, Prepared
-from ..explanation import Explanation, _jsonable
+from ..explanation import Explanation, jsonable
 from ..models.adapter import InputError, ModelAdapter
 from .base import EvalItem, Metric
 
@@ -127,7 +127,7 @@ def run_analyses(adapter: ModelAdapter, items: Sequence[EvalItem],
     groups: dict[tuple[str, str, str, str, int], list[int]] = {}
     for i, it in enumerate(items):
         e = it.explanation
-        key = (e.explainer, json.dumps(_jsonable(dict(e.params)), sort_keys=True),
+        key = (e.explainer, json.dumps(jsonable(dict(e.params)), sort_keys=True),
                e.granularity, e.target_fn, int(e.seed or 0))
         groups.setdefault(key, []).append(i)
     out: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}

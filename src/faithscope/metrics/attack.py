@@ -62,7 +62,6 @@ import numpy as np
 
 from .._lazy import lazy_import
 from ..explainers.base import Explainer, Prepared, pool_by_matrix
-from ..explainers.gradient import Gradient, GradientXInput, IntegratedGradients, integration_points
 from ..explanation import Explanation
 from ..models.adapter import InputError, ModelAdapter
 from ..registry import metrics
@@ -78,7 +77,14 @@ else:
 
 OBJECTIVES = ("unconstrained", "constrained")
 OPTIMIZERS = ("adam", "sgd", "sign")
-SUPPORTED = (Gradient, GradientXInput, IntegratedGradients)
+
+
+def supported(explainer: Explainer) -> bool:
+    """Explainers whose scores are a differentiable function of the word embeddings (they
+    declare ``differentiable`` and define ``token_scores`` and ``path_points``: gradient,
+    gradient x input, Integrated Gradients)."""
+    return bool(getattr(explainer, "differentiable", False)) and \
+        hasattr(explainer, "token_scores") and hasattr(explainer, "path_points")
 _TINY = 1e-12
 
 
@@ -127,7 +133,7 @@ class _Scorer:
 
     def __init__(self, adapter: ModelAdapter, explainer: Explainer, items: Sequence[Prepared],
                  target_fn: TargetFn, width: int) -> None:
-        if not isinstance(explainer, SUPPORTED):
+        if not supported(explainer):
             raise InputError(f"{explainer.name} is not differentiable in the embeddings: "
                              "attacks support gradient, gradient_x_input, integrated_gradients")
         self.adapter, self.explainer, self.fn = adapter, explainer, target_fn
@@ -140,8 +146,10 @@ class _Scorer:
             for u, unit in enumerate(it.units):
                 p[u, list(unit.tokens)] = 1.0
             self.pool.append(p)
-        if isinstance(explainer, IntegratedGradients):
-            a, w = integration_points(explainer.n_steps, explainer.method)
+        points = explainer.path_points()  # type: ignore[attr-defined]
+        self.on_path = points is not None
+        if points is not None:
+            a, w = points
             self.alphas = torch.tensor(a, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
             self.weights = torch.tensor(w, dtype=torch.float32, device=dev).view(1, -1, 1, 1)
 
@@ -150,8 +158,8 @@ class _Scorer:
         """(unit scores per example, logits at z)."""
         ad = self.adapter
         logits = ad.embedding_logits(self.encs, z)
-        exp = self.explainer
-        if isinstance(exp, IntegratedGradients):
+        exp: Any = self.explainer  # differentiable (see :func:`supported`)
+        if self.on_path:
             r, s = z.shape[0], self.alphas.shape[1]
             path = (b[:, None] + self.alphas * (z - b)[:, None]).reshape(r * s, *z.shape[1:])
             lg = ad.embedding_logits([e for e in self.encs for _ in range(s)], path)
@@ -187,7 +195,11 @@ def attack(adapter: ModelAdapter, explainer: Explainer, items: Sequence[Prepared
         raise InputError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
     if optimizer not in OPTIMIZERS:
         raise InputError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-    per_row = explainer.n_steps if isinstance(explainer, IntegratedGradients) else 1
+    if not supported(explainer):
+        raise InputError(f"{explainer.name} is not differentiable in the embeddings: "
+                         "attacks support gradient, gradient_x_input, integrated_gradients")
+    points = explainer.path_points()  # type: ignore[attr-defined]
+    per_row = 1 if points is None else len(points[0])
     size = max(1, adapter.max_batch_size // per_row)
     out: list[AttackResult] = []
     kw = dict(objective=objective, epsilon=epsilon, top_fraction=top_fraction, steps=steps,
@@ -204,7 +216,8 @@ def _attack_chunk(adapter: ModelAdapter, explainer: Explainer, items: list[Prepa
                   target_fn: TargetFn, *, objective: str, epsilon: float, top_fraction: float,
                   steps: int, lr: float, halve_every: int, tol: float, patience: int,
                   alpha: float, beta: float, optimizer: str) -> list[AttackResult]:
-    baseline = explainer.baseline if isinstance(explainer, IntegratedGradients) else None
+    on_path = explainer.path_points() is not None  # type: ignore[attr-defined]
+    baseline = getattr(explainer, "baseline", None) if on_path else None
     x, b = adapter.embedding_inputs([it.enc for it in items], baseline)
     rows, width, _ = x.shape
     dev = x.device
@@ -336,7 +349,7 @@ class _Attack(Analysis):
 
     def analyse(self, adapter: ModelAdapter, explainer: Explainer,
                 explanations: Sequence[Explanation], items: Sequence[Prepared]) -> Values:
-        if not isinstance(explainer, SUPPORTED):
+        if not supported(explainer):
             reason = (f"{explainer.name} is not differentiable in the embeddings; attacks "
                       "support gradient, gradient_x_input and integrated_gradients")
             return [(math.nan, {"objective": self.objective, "skipped": reason})

@@ -15,6 +15,12 @@ units (:func:`selection`), whatever ``k`` or the fraction: an empty selection is
 (F1 = 0, nothing removed), never "the first k units in tie order"; and removal metrics over
 several fractions (AOPC, curves) see one set, the selection, instead of one per fraction.
 
+Conventions. How a ranking is cut into "the top units of a fraction" follows one of the named
+:data:`CONVENTIONS` (:meth:`Metric.top_masks`): ``"eraser"`` (the default; DeYoung et al. 2020)
+takes the ceil(f * n) best units (:func:`n_top`, at least one), ties to the earlier unit;
+``"ferret"`` (Attanasio et al. 2023) takes floor(f * n) units (:func:`n_floor`, possibly none),
+ties to the later unit, and with ``by="value"`` only units with a positive score.
+
 Example
 -------
 >>> from faithscope.metrics import get_metric
@@ -40,6 +46,7 @@ from ..registry import metrics
 from ..units import Unit
 
 FAMILIES = ("faithfulness", "ground_truth", "plausibility")
+CONVENTIONS = ("eraser", "ferret")  # how removal metrics cut a ranking: Metric.top_masks
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,10 @@ class Metric:
         k = getattr(self, "k", None)
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise InputError(f"{self.name}: k must be a positive integer or None, got {k!r}")
+        convention = getattr(self, "convention", None)
+        if convention is not None and convention not in CONVENTIONS:
+            raise InputError(f"{self.name}: convention must be one of {CONVENTIONS}, got "
+                             f"{convention!r}")
 
     # model-free metrics
     def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:
@@ -92,14 +103,17 @@ class Metric:
                    ) -> tuple[float, dict[str, Any]]:
         raise NotImplementedError
 
-    def ranking(self, item: EvalItem, weights: np.ndarray | None = None) -> np.ndarray:
-        """Unit indices from most to least important (ties: earlier unit first). With
-        ``weights`` (e.g. words per unit), units are ranked by score per weight, a weight
-        below 1 counting as 1."""
+    def ranking(self, item: EvalItem, weights: np.ndarray | None = None, *,
+                ties: str = "earlier") -> np.ndarray:
+        """Unit indices from most to least important (ties: earlier unit first, or with
+        ``ties="later"`` the later unit first). With ``weights`` (e.g. words per unit), units
+        are ranked by score per weight, a weight below 1 counting as 1."""
         s = item.explanation.row(item.target).astype(np.float64)
         key = np.abs(s) if self.by == "abs" else s
         if weights is not None:
             key = key / np.maximum(np.asarray(weights, dtype=np.float64), 1.0)
+        if ties == "later":  # a stable sort of the reversed keys, mapped back
+            return len(key) - 1 - np.argsort(-key[::-1], kind="stable")
         return np.argsort(-key, kind="stable")
 
     def top_units(self, item: EvalItem, k: int) -> np.ndarray:
@@ -111,17 +125,36 @@ class Metric:
         return top_mask(item, self.ranking(item), k)
 
     def top_masks(self, item: EvalItem, fractions: Sequence[float],
-                  weights: np.ndarray | None = None) -> np.ndarray:
+                  weights: np.ndarray | None = None, *, convention: str = "eraser"
+                  ) -> np.ndarray:
         """The most important units covering each fraction, as bool rows (fractions x units).
 
-        A ranking: for each fraction ``f`` the shortest prefix of :meth:`ranking` whose weight
-        reaches ``f`` of the total (:func:`n_covering`; without ``weights`` every unit weighs 1
-        and this is :func:`n_top`, ceil(f * n) units). A binary explanation: ONE row, its
-        selection, whatever the fractions (a selection has no order to take prefixes of)."""
+        A ranking, ``convention="eraser"``: for each fraction ``f`` the shortest prefix of
+        :meth:`ranking` whose weight reaches ``f`` of the total (:func:`n_covering`; without
+        ``weights`` every unit weighs 1 and this is :func:`n_top`, ceil(f * n) units, at least
+        one), ties to the earlier unit. ``convention="ferret"`` (ferret's
+        ``_get_id_tokens_percentage``; unit weights only): the floor(f * n) first units of
+        :meth:`ranking` with ties to the later unit (:func:`n_floor`; 0 units: an empty row),
+        and with ``by="value"`` only those with a positive score, so a row may hold fewer than
+        floor(f * n) units, or none, and repeat the previous row; the metric decides what to
+        do with empty and repeated rows. A binary explanation: ONE row, its selection,
+        whatever the fractions and the convention (a selection has no order to take prefixes
+        of)."""
         n = item.n_units
         sel = selection(item)
         if sel is not None:
             return sel.reshape(1, n)
+        if convention == "ferret":
+            if weights is not None:
+                raise InputError("the ferret convention counts units, not their weights")
+            order = self.ranking(item, ties="later")
+            rows = np.array([top_mask(item, order, n_floor(f, n)) for f in fractions],
+                            dtype=bool).reshape(len(fractions), n)
+            if self.by == "value":  # ferret's only_pos (its default)
+                rows &= item.explanation.row(item.target) > 0
+            return rows
+        if convention != "eraser":
+            raise InputError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
         order = self.ranking(item, weights)
         if weights is None:
             ks = [n_top(f, n) for f in fractions]
@@ -143,6 +176,15 @@ def n_top(fraction: float, n: int) -> int:
     if n == 0:
         return 0
     return int(min(n, max(1, math.ceil(fraction * n - 1e-9))))
+
+
+def n_floor(fraction: float, n: int) -> int:
+    """Units in the top ``fraction`` of ``n`` in ferret's convention: floor(fraction * n), at
+    most n, and 0 (an empty bin) when fraction * n < 1. Like :func:`n_top`, a product within
+    1e-9 of an integer counts as that integer (0.29 * 100 = 28.999999999999996 gives 29)."""
+    if n == 0:
+        return 0
+    return int(min(n, max(0, math.floor(fraction * n + 1e-9))))
 
 
 def n_covering(fraction: float, weights: np.ndarray) -> int:

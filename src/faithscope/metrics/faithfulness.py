@@ -8,6 +8,27 @@ same masking operators the explainers use. ``p`` is the probability of the expla
 * sufficiency       = p(x) - p(only the top-k units)       (lower is better)
 * aopc_*            = the mean of the above over the bins (default 1, 5, 10, 20, 50 %)
 
+Conventions. ``comprehensiveness``, ``sufficiency`` and both AOPCs take ``convention``, how a
+ranking is cut into the top units of a fraction ``f`` of ``n`` units and which bins count:
+
+* ``"eraser"`` (default; DeYoung et al. 2020, ``rationale_benchmark/metrics.py`` and its
+  baseline models): k = ceil(f * n), at least 1, the k best units by score (``by``), ties to
+  the earlier unit; AOPC is the mean over all the bins.
+* ``"ferret"`` (Attanasio et al. 2023, ``ferret/evaluators/faithfulness_measures.py``): k =
+  floor(f * n) (``int(f * n)``), and a bin with k = 0 is skipped; with ``by="value"`` only
+  units with a positive score are taken (ferret's default ``only_pos``: a bin may hold fewer
+  than k units, and one with none is skipped); ties to the later unit (``argsort()[-k:][::-1]``
+  under a stable sort); a bin whose units equal those of the last bin used is dropped; AOPC is
+  the mean over the bins used. With no bin left ferret's fallback applies: comprehensiveness
+  0, sufficiency 1. ``by="abs"`` ranks by |score| without the positive filter. ferret's own
+  default bins are :data:`FERRET_BINS` (10 %, 20 %, ..., 100 %); ``bins`` stays a separate
+  hyper-parameter (default ERASER's), so pass ``bins=FERRET_BINS`` for ferret's defaults.
+
+Both score the explained class (``Explanation.targets[0]``; ERASER scores the predicted class,
+the default target; ferret the ``target`` passed). The convention is a hyper-parameter, and
+every row's ``detail`` records it (``"convention"``); a ferret row's detail also lists the
+``bins`` used, with their ``k`` and ``values``.
+
 Binary explanations (``Explanation.binary``: a selected set of units, e.g. the words an LLM
 lists with ``self_explanation``) are scored on their selection: the "top units" are exactly the
 selected ones, whatever ``fraction`` (:meth:`Metric.top_masks`). Metrics over several fractions
@@ -45,6 +66,7 @@ from ..registry import metrics
 from .base import UNIT_SIZES, EvalItem, Metric, unit_sizes
 
 ERASER_BINS = (0.01, 0.05, 0.1, 0.2, 0.5)
+FERRET_BINS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # np.arange(0.1, 1.1, 0.1)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,9 +108,46 @@ class _Removal(Metric):
         return float(drops.mean()), {"k": ks, "values": drops.tolist()}
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Conventional(_Removal):
+    """A removal metric whose top units follow a named ``convention`` (module docstring)."""
+
+    convention: str = "eraser"
+
+    def _cut(self, item: EvalItem) -> tuple[np.ndarray, list[int]]:
+        """The rows scored and the indices of the fractions they stand for (ferret: empty
+        bins and a bin repeating the last one used are left out)."""
+        rows = self.top_masks(item, self.fractions(), self.weights(item),
+                              convention=self.convention)
+        if self.convention != "ferret" or item.explanation.binary:
+            return rows, list(range(len(rows)))
+        used: list[int] = []
+        for i, r in enumerate(rows):
+            if r.any() and not (used and np.array_equal(r, rows[used[-1]])):
+                used.append(i)
+        return rows[used], used
+
+    def tops(self, item: EvalItem) -> np.ndarray:
+        return self._cut(item)[0]
+
+    def from_probs(self, item: EvalItem, full: np.ndarray, probs: np.ndarray
+                   ) -> tuple[float, dict[str, Any]]:
+        if self.convention != "ferret" or item.explanation.binary:
+            value, detail = super().from_probs(item, full, probs)
+            return value, {**detail, "convention": self.convention}
+        rows, used = self._cut(item)
+        drops = full[item.target] - probs[:, item.target]
+        fr = self.fractions()
+        detail = {"k": [int(r.sum()) for r in rows], "values": drops.tolist(),
+                  "convention": "ferret", "bins": [float(fr[i]) for i in used]}
+        if not used:  # ferret's fallback: 0 (comprehensiveness), 1 (sufficiency)
+            return (1.0 if self.keep_top else 0.0), detail
+        return float(drops.mean()), detail
+
+
 @metrics.register("comprehensiveness")
 @dataclass(frozen=True, kw_only=True)
-class Comprehensiveness(_Removal):
+class Comprehensiveness(_Conventional):
     """p(x) - p(x without its top ``fraction`` units); higher = more faithful."""
 
     name = "comprehensiveness"
@@ -100,7 +159,7 @@ class Comprehensiveness(_Removal):
 
 @metrics.register("sufficiency")
 @dataclass(frozen=True, kw_only=True)
-class Sufficiency(_Removal):
+class Sufficiency(_Conventional):
     """p(x) - p(only its top ``fraction`` units); lower = more faithful."""
 
     name = "sufficiency"
@@ -114,7 +173,7 @@ class Sufficiency(_Removal):
 
 @metrics.register("aopc_comprehensiveness")
 @dataclass(frozen=True, kw_only=True)
-class AopcComprehensiveness(_Removal):
+class AopcComprehensiveness(_Conventional):
     """Comprehensiveness averaged over ``bins`` (ERASER: 1, 5, 10, 20, 50 %)."""
 
     name = "aopc_comprehensiveness"

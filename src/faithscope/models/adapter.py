@@ -180,7 +180,7 @@ class ModelAdapter(Chunked):
         )
 
     # --------------------------------------------------------------- batching
-    def _inputs(
+    def model_inputs(
         self, ids: list[np.ndarray], types: list[np.ndarray] | None
     ) -> dict[str, torch.Tensor]:
         width = max(len(x) for x in ids)
@@ -201,7 +201,7 @@ class ModelAdapter(Chunked):
             out["token_type_ids"] = torch.from_numpy(tt).to(self.device)
         return out
 
-    def _forward(self, inputs: dict[str, torch.Tensor], **kw: Any) -> Any:
+    def forward(self, inputs: dict[str, torch.Tensor], **kw: Any) -> Any:
         pad_idx = self.positions_from_padding
         if pad_idx is not None and "position_ids" not in inputs and "attention_mask" in inputs:
             # RoBERTa-style embeddings number positions by skipping pad ids: a unit replaced by
@@ -225,7 +225,7 @@ class ModelAdapter(Chunked):
         return int(idx)
 
     @staticmethod
-    def _logits_of(out: Any) -> torch.Tensor:
+    def logits_of(out: Any) -> torch.Tensor:
         return out.logits if hasattr(out, "logits") else out
 
     def _stack(self, blocks: Sequence[IdBlock]) -> tuple[np.ndarray, np.ndarray]:
@@ -264,11 +264,11 @@ class ModelAdapter(Chunked):
                 inputs["token_type_ids"] = torch.from_numpy(types[idx, :width].astype(np.int64))
             inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
             with torch.inference_mode():
-                logits = self._logits_of(self._forward(inputs))
+                logits = self.logits_of(self.forward(inputs))
             out[idx] = logits.float().cpu().numpy()
             self.stats.forward_rows += len(idx)
 
-        self._chunks(self._plan(lengths), run)
+        self.run_chunks(self.plan_chunks(lengths), run)
         sizes = np.cumsum([0] + [len(b) for b in blocks])
         return [out[a:b] for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
 
@@ -318,7 +318,7 @@ class ModelAdapter(Chunked):
 
             def value_of(z_: torch.Tensor) -> torch.Tensor:
                 with self._embedding_override(z_):
-                    return target_fn(self._logits_of(self._forward(inputs)), tidx)
+                    return target_fn(self.logits_of(self.forward(inputs)), tidx)
             return z, value_of
 
         self._path_gradients(rows, lengths, weights_t.tolist(), grads, build, values)
@@ -335,8 +335,8 @@ class ModelAdapter(Chunked):
         """Model inputs and word embeddings ``b + alpha (x - b)`` for (encoding, alpha) rows."""
         emb_layer = self.model.get_input_embeddings()
         ids = [encs[e].ids for e, _ in rows]
-        types = _type_rows([encs[e] for e, _ in rows])
-        inputs = self._inputs(ids, types)
+        types = type_rows([encs[e] for e, _ in rows])
+        inputs = self.model_inputs(ids, types)
         with torch.no_grad():
             x = emb_layer(inputs["input_ids"]).float()
             if baseline == "zero":
@@ -345,7 +345,7 @@ class ModelAdapter(Chunked):
             elif baseline is None:
                 b = x
             else:
-                bids = self._inputs([base_ids[e] for e, _ in rows], None)["input_ids"]
+                bids = self.model_inputs([base_ids[e] for e, _ in rows], None)["input_ids"]
                 b = emb_layer(bids).float()
             a = torch.tensor([a for _, a in rows], device=self.device,
                              dtype=torch.float32).view(-1, 1, 1)
@@ -373,10 +373,10 @@ class ModelAdapter(Chunked):
         def run(idx: np.ndarray) -> None:
             inputs, z = self._interpolate(encs, base_ids, baseline, [rows[i] for i in idx])
             with torch.inference_mode(), self._embedding_override(z):
-                out[idx] = self._logits_of(self._forward(inputs)).float().cpu().numpy()
+                out[idx] = self.logits_of(self.forward(inputs)).float().cpu().numpy()
             self.stats.forward_rows += len(idx)
 
-        self._chunks(self._plan(lengths), run)
+        self.run_chunks(self.plan_chunks(lengths), run)
         return list(out.reshape(len(encs), len(alphas), -1))
 
     def _baseline_ids(self, enc: Encoded, baseline: str | None) -> np.ndarray:
@@ -406,9 +406,9 @@ class ModelAdapter(Chunked):
         out: list[np.ndarray] = [np.zeros(0)] * len(encs)
 
         def run(idx: np.ndarray) -> None:
-            inputs = self._inputs([encs[i].ids for i in idx], _type_rows([encs[i] for i in idx]))
+            inputs = self.model_inputs([encs[i].ids for i in idx], type_rows([encs[i] for i in idx]))
             with torch.inference_mode():
-                res = self._forward(inputs, output_attentions=True)
+                res = self.forward(inputs, output_attentions=True)
             att = torch.stack([a.float() for a in res.attentions], dim=1).cpu().numpy()
             for r, i in enumerate(idx):
                 n = len(encs[i])
@@ -416,7 +416,7 @@ class ModelAdapter(Chunked):
             self.stats.forward_rows += len(idx)
 
         with self.eager_attention():
-            self._chunks(self._plan(lengths), run)
+            self.run_chunks(self.plan_chunks(lengths), run)
         return out
 
     @contextlib.contextmanager
@@ -462,10 +462,10 @@ class ModelAdapter(Chunked):
         graph kept: gradients of functions of gradients (double backpropagation) flow to ``z``.
         One chunk, no batching: callers size ``z``. Call it inside :meth:`eager_attention` when
         second derivatives are needed (fused attention kernels may lack them)."""
-        inputs = self._inputs([e.ids for e in encs], _type_rows(encs))
+        inputs = self.model_inputs([e.ids for e in encs], type_rows(encs))
         dtype = self.model.get_input_embeddings().weight.dtype
         with torch.enable_grad(), self._embedding_override(z.to(dtype)):
-            logits = self._logits_of(self._forward(inputs)).float()
+            logits = self.logits_of(self.forward(inputs)).float()
         self.stats.backward_rows += len(encs)
         return logits
 
@@ -593,7 +593,7 @@ def _types(encs: Sequence[Encoded]) -> list[np.ndarray] | None:
     return [e.type_ids[None, :] for e in encs]  # type: ignore[index]
 
 
-def _type_rows(encs: Sequence[Encoded]) -> list[np.ndarray] | None:
+def type_rows(encs: Sequence[Encoded]) -> list[np.ndarray] | None:
     """Segment ids of each encoding, or None when the tokenizer has none."""
     rows = [e.type_ids for e in encs]
     return None if any(r is None for r in rows) else rows  # type: ignore[return-value]

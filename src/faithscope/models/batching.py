@@ -1,7 +1,7 @@
 """The one batching kernel every adapter shares: length-sorted chunks with OOM back-off.
 
 Callers hand a virtual batch (row indices in the order to run, usually sorted by length) and a
-function that runs one chunk of rows; :meth:`Chunked._chunks` runs chunks of at most the current
+function that runs one chunk of rows; :meth:`Chunked.run_chunks` runs chunks of at most the current
 batch size and, on a CUDA out-of-memory error, halves the batch size and retries the same chunk
 without losing finished ones. The reduced size is kept for later calls.
 
@@ -12,7 +12,7 @@ Example
 ...     def __init__(self):
 ...         self._batch, self.stats, self.seen = 2, AdapterStats(), []
 >>> r = Runner()
->>> r._chunks(r._plan(np.array([3, 1, 2])), lambda rows: r.seen.append(rows.tolist()))
+>>> r.run_chunks(r.plan_chunks(np.array([3, 1, 2])), lambda rows: r.seen.append(rows.tolist()))
 >>> r.seen, r.stats.chunks
 ([[1, 2], [0]], 2)
 """
@@ -55,10 +55,10 @@ class Chunked:
     _batch: int
     stats: AdapterStats
 
-    def _plan(self, lengths: np.ndarray) -> np.ndarray:
+    def plan_chunks(self, lengths: np.ndarray) -> np.ndarray:
         return np.argsort(lengths, kind="stable")
 
-    def _chunks(self, order: np.ndarray, run: Callable[[np.ndarray], None]) -> None:
+    def run_chunks(self, order: np.ndarray, run: Callable[[np.ndarray], None]) -> None:
         """Run ``run(rows)`` over chunks of ``order``; halve the chunk on CUDA OOM and retry."""
         i = 0
         while i < len(order):
@@ -115,4 +115,4 @@ class Chunked:
                     values[e][k, s] = v[r]
             self.stats.backward_rows += len(idx)
 
-        self._chunks(self._plan(lengths), run)
+        self.run_chunks(self.plan_chunks(lengths), run)

@@ -59,11 +59,11 @@ class TextEncoder(Chunked):
     def load(cls, path_or_id: str, **kw: Any) -> TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
-        from .loading import _quiet_transformers, load_failure, resolve_name
+        from .loading import load_failure, quiet_transformers, resolve_name
 
         where, is_local = resolve_name(path_or_id)
         try:
-            with _quiet_transformers():  # no progress bar: stderr keeps one line per error
+            with quiet_transformers():  # no progress bar: stderr keeps one line per error
                 model = AutoModel.from_pretrained(where)
             return cls(model, AutoTokenizer.from_pretrained(where), **kw)
         except Exception as err:  # noqa: BLE001
@@ -94,7 +94,7 @@ class TextEncoder(Chunked):
                 out[i] = (h[r, :n], ~np.asarray(enc[i]["special_tokens_mask"], dtype=bool))
             self.stats.forward_rows += len(idx)
 
-        self._chunks(self._plan(np.array([len(e["input_ids"]) for e in enc])), run)
+        self.run_chunks(self.plan_chunks(np.array([len(e["input_ids"]) for e in enc])), run)
         return out
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -59,7 +59,7 @@ from .._lazy import lazy_import
 from ..data.example import Example
 from . import lora
 from .adapter import InputError, ModelAdapter
-from .loading import _quiet_transformers, load_model
+from .loading import load_model, quiet_transformers
 
 if TYPE_CHECKING:
     import torch
@@ -330,7 +330,7 @@ def finetune(
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}-"))
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             adapter.model.save_pretrained(tmp)
             adapter.tokenizer.save_pretrained(tmp)
         (tmp / "faithscope_finetune.json").write_text(json.dumps(info, indent=2))

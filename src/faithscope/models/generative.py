@@ -195,10 +195,10 @@ class GenerativeAdapter(Chunked):
                                     eos=stop is not None)
             self.stats.forward_rows += len(idx) * n_new
 
-        self._chunks(self._plan(np.array([len(i) for i in ids])), run)
+        self.run_chunks(self.plan_chunks(np.array([len(i) for i in ids])), run)
         return [g for g in out if g is not None]
 
-    def _teacher_inputs(self, ctx: list[np.ndarray], outs: list[np.ndarray]
+    def teacher_inputs(self, ctx: list[np.ndarray], outs: list[np.ndarray]
                         ) -> tuple[dict[str, torch.Tensor], list[int]]:
         """Model inputs scoring ``outs`` after ``ctx``; returns inputs and each row's offset of
         the logits that predict its first output token."""
@@ -275,7 +275,7 @@ class GenerativeAdapter(Chunked):
         res: list[Any] = [None] * len(ctx)
 
         def run(idx: np.ndarray) -> None:
-            inputs, offs = self._teacher_inputs([ctx[i] for i in idx], [outs[i] for i in idx])
+            inputs, offs = self.teacher_inputs([ctx[i] for i in idx], [outs[i] for i in idx])
             with torch.inference_mode():
                 logits = self.model(**inputs).logits.float()
             logp = torch.log_softmax(logits, dim=-1)
@@ -284,7 +284,7 @@ class GenerativeAdapter(Chunked):
             self.stats.forward_rows += len(idx)
 
         lengths = np.array([len(c) + len(o) for c, o in zip(ctx, outs, strict=True)])
-        self._chunks(self._plan(lengths), run)
+        self.run_chunks(self.plan_chunks(lengths), run)
         return res
 
     def baseline_id(self, baseline: str) -> int | None:
@@ -345,7 +345,7 @@ class GenerativeAdapter(Chunked):
                              device=self.device) for i in range(len(ctx))]
 
         def build(chosen: list[tuple[int, int, int]]) -> tuple[torch.Tensor, Any]:
-            inputs, offs = self._teacher_inputs([ctx[i] for i, _, _ in chosen],
+            inputs, offs = self.teacher_inputs([ctx[i] for i, _, _ in chosen],
                                                 [outs[i] for i, _, _ in chosen])
             with torch.no_grad():
                 x = emb(inputs["input_ids"]).float()
@@ -410,10 +410,10 @@ def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = 
 
     from .loading import (
         DTYPES,
-        _quiet_transformers,
         hub_revision,
         load_failure,
         model_id_for,
+        quiet_transformers,
         resolve_device,
         resolve_name,
     )
@@ -427,7 +427,7 @@ def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = 
         cfg = AutoConfig.from_pretrained(where, revision=revision)
         cls: Any = AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False) else \
             AutoModelForCausalLM
-        with _quiet_transformers():
+        with quiet_transformers():
             model = cls.from_pretrained(where, revision=revision,
                                         dtype=getattr(torch, DTYPES[dtype]),
                                         attn_implementation="eager")

@@ -136,7 +136,7 @@ def _local_revision(path: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bars (we report new heads ourselves)."""
     from transformers.utils import logging as hf_logging
 
@@ -193,7 +193,7 @@ def load_model(
         kw["id2label"] = dict(enumerate(labels))
         kw["label2id"] = {v: k for k, v in enumerate(labels)}
     torch.manual_seed(seed)  # a new head is initialised reproducibly
-    with warnings.catch_warnings(), _quiet_transformers():
+    with warnings.catch_warnings(), quiet_transformers():
         warnings.simplefilter("ignore")
         try:
             model = AutoModelForSequenceClassification.from_pretrained(where, **kw)

@@ -236,12 +236,12 @@ def lrp_relevance(adapter: ModelAdapter, encs: Sequence[Encoded],
 
     def run(idx: np.ndarray) -> None:
         chosen = [rows[i] for i in idx]
-        from .adapter import _type_rows
-        inputs = adapter._inputs([encs[e].ids for e, _ in chosen],
-                                 _type_rows([encs[e] for e, _ in chosen]))
+        from .adapter import type_rows
+        inputs = adapter.model_inputs([encs[e].ids for e, _ in chosen],
+                                 type_rows([encs[e] for e, _ in chosen]))
         captured.clear()
         with torch.enable_grad():
-            logits = adapter._logits_of(adapter._forward(inputs))
+            logits = adapter.logits_of(adapter.forward(inputs))
             tidx = torch.tensor([targets[e][k] for e, k in chosen], device=adapter.device)
             val = target_fn(logits.float(), tidx)
             (g,) = torch.autograd.grad(val.sum(), captured[0])
@@ -256,7 +256,7 @@ def lrp_relevance(adapter: ModelAdapter, encs: Sequence[Encoded],
               else point.register_forward_hook(post_hook))
     try:
         with adapter.eager_attention(), lrp_rules(model, rule) as counter:
-            adapter._chunks(adapter._plan(lengths), run)
+            adapter.run_chunks(adapter.plan_chunks(lengths), run)
     finally:
         handle.remove()
     if rows and counter[0] == 0:

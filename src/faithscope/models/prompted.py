@@ -193,7 +193,7 @@ def finetune_prompted(clf: PromptClassifier, examples: Sequence[Any], *, epochs:
         for start in range(0, len(data), batch_size):
             idx = perm[start : start + batch_size]
             rows = [(i, k) for i in idx for k in range(len(verbs))]
-            inputs, offs = clf.lm._teacher_inputs([prompts[i] for i, _ in rows],
+            inputs, offs = clf.lm.teacher_inputs([prompts[i] for i, _ in rows],
                                                   [verbs[k] for _, k in rows])
             logp = torch.log_softmax(peft_model(**inputs).logits.float(), -1)
             scores = torch.stack([

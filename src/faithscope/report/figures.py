@@ -61,7 +61,7 @@ def slug(*parts: str) -> str:
     return "-".join(re.sub(r"[^a-z0-9]+", "-", p.lower()).strip("-") or "x" for p in parts)
 
 
-def _t(text: Any) -> str:
+def tx(text: Any) -> str:
     """Data text for matplotlib: ``$`` would start mathtext."""
     return str(text).replace("$", r"\$")
 
@@ -116,7 +116,7 @@ class Figure:
         return paths
 
 
-def _grid(n: int, *, w: float = 3.2, h: float = 2.5, ncols: int = 4) -> tuple[Any, list[Any]]:
+def grid(n: int, *, w: float = 3.2, h: float = 2.5, ncols: int = 4) -> tuple[Any, list[Any]]:
     from matplotlib.figure import Figure as MplFigure
 
     ncols = max(1, min(ncols, int(MAX_WIDTH // w)))  # wide panels: fewer per row
@@ -129,19 +129,19 @@ def _grid(n: int, *, w: float = 3.2, h: float = 2.5, ncols: int = 4) -> tuple[An
     return fig, axes[:n]
 
 
-def _legend(fig: Any, names: Sequence[str], col: dict[str, str], *, line: bool = True) -> None:
+def legend(fig: Any, names: Sequence[str], col: dict[str, str], *, line: bool = True) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     handles = [Line2D([], [], color=col[n], marker="o", ls="--" if n == "random" else "-")
                if line else Patch(color=col[n]) for n in names]
-    fig.legend(handles, [_t(n) for n in names], loc="outside lower center",
+    fig.legend(handles, [tx(n) for n in names], loc="outside lower center",
                ncols=min(len(names), 6), frameon=False)
 
 
 def _title(data: ReportData, metric: str) -> str:
     up = data.metric_info.get(metric, {}).get("higher_is_better", True)
-    return f"{_t(metric)} {'↑' if up else '↓'}"
+    return f"{tx(metric)} {'↑' if up else '↓'}"
 
 
 def _ci(lo: float, hi: float) -> str:
@@ -157,7 +157,7 @@ def size_figure(data: ReportData, ds: str) -> Figure | None:
     models = [m for m in data.model_order() if m in set(s["model"])]
     names = [e for e in data.explainers if e in set(s["explainer"])]
     col = colours(data.explainers)
-    fig, axes = _grid(len(metrics))
+    fig, axes = grid(len(metrics))
     f = Figure(slug("size", ds), f"{ds}: metrics against model size",
                "Mean per explainer against the number of parameters (one point per model, seeds "
                "pooled); bands and bars are bootstrap 95 % confidence intervals.", "plots", ds, fig)
@@ -191,10 +191,10 @@ def size_figure(data: ReportData, ds: str) -> Figure | None:
         for m, v in zip(models, x0, strict=True):
             if not math.isnan(v):
                 ticks.setdefault(float(v), []).append(m)
-        ax.set_xticks(list(ticks), [_t("/".join(v)) + f"\n{k:.3g}M" for k, v in ticks.items()])
+        ax.set_xticks(list(ticks), [tx("/".join(v)) + f"\n{k:.3g}M" for k, v in ticks.items()])
         ax.minorticks_off()
         ax.set_xlabel("parameters (M)")
-    _legend(fig, names, col)
+    legend(fig, names, col)
     return f
 
 
@@ -207,7 +207,7 @@ def bars_figure(data: ReportData, frame: pd.DataFrame, ds: str, by: str, groups:
     names = [e for e in data.explainers if e in set(s["explainer"])]
     groups = [g for g in groups if g in set(s[by])]
     col = colours(data.explainers)
-    fig, axes = _grid(len(metrics), w=min(MAX_WIDTH, max(3.2, 0.5 + 0.22 * len(names) * len(groups))))
+    fig, axes = grid(len(metrics), w=min(MAX_WIDTH, max(3.2, 0.5 + 0.22 * len(names) * len(groups))))
     f = Figure(slug(kind, ds), title, caption, "plots", ds, fig)
     width = 0.8 / max(1, len(names))
     for ax, metric in zip(axes, metrics, strict=True):
@@ -224,10 +224,10 @@ def bars_figure(data: ReportData, frame: pd.DataFrame, ds: str, by: str, groups:
                                  strict=True):
                 f.tip(b, f"{e} · {metric} · {grp}: {y[i]:.3f} {_ci(lo[i], hi[i])}, "
                       f"n={int(g['n'].iloc[i])}")
-        ax.set_xticks(np.arange(len(groups)), [_t(g) for g in groups])
+        ax.set_xticks(np.arange(len(groups)), [tx(g) for g in groups])
         ax.set_title(_title(data, metric))
         ax.axhline(0, color="#444", lw=0.6)
-    _legend(fig, names, col, line=False)
+    legend(fig, names, col, line=False)
     return f
 
 
@@ -236,7 +236,7 @@ def agreement_figure(data: ReportData, ds: str, mats: dict[str, pd.DataFrame]) -
         return None
     k = max(len(m) for m in mats.values())
     side = 1.2 + 0.42 * k
-    fig, axes = _grid(len(mats), w=side + 0.6, h=side, ncols=2)
+    fig, axes = grid(len(mats), w=side + 0.6, h=side, ncols=2)
     f = Figure(slug("agreement", ds), f"{ds}: explainer agreement",
                "Mean Spearman rank correlation between two explainers' scores on the same "
                "examples (seeds pooled; examples with a constant ranking skipped).", "plots", ds,
@@ -245,10 +245,10 @@ def agreement_figure(data: ReportData, ds: str, mats: dict[str, pd.DataFrame]) -
     for ax, (model, mat) in zip(axes, mats.items(), strict=True):
         v = mat.to_numpy(dtype=float)
         image = ax.imshow(v, vmin=-1, vmax=1, cmap="RdBu_r")
-        ax.set_xticks(range(len(mat)), [_t(n) for n in mat.columns], rotation=60, ha="right")
-        ax.set_yticks(range(len(mat)), [_t(n) for n in mat.index])
+        ax.set_xticks(range(len(mat)), [tx(n) for n in mat.columns], rotation=60, ha="right")
+        ax.set_yticks(range(len(mat)), [tx(n) for n in mat.index])
         ax.grid(False)
-        ax.set_title(_t(model))
+        ax.set_title(tx(model))
         if len(mat) <= 14:
             for i in range(len(mat)):
                 for j in range(len(mat)):
@@ -280,10 +280,10 @@ def runtime_figure(data: ReportData) -> Figure | None:
         y = g["s_per_explanation"].to_numpy(dtype=float)
         pos = np.arange(len(names)) - 0.4 + h * (j + 0.5)
         ok = ~np.isnan(y) & (y > 0)
-        bars = ax.barh(pos[ok], y[ok], h, color=pal[j % len(pal)], label=_t(m))
+        bars = ax.barh(pos[ok], y[ok], h, color=pal[j % len(pal)], label=tx(m))
         for b, i in zip(bars.patches, np.flatnonzero(ok), strict=True):
             f.tip(b, f"{names[i]} · {m}: {y[i]:.4g} s per explanation")
-    ax.set_yticks(np.arange(len(names)), [_t(n) for n in names])
+    ax.set_yticks(np.arange(len(names)), [tx(n) for n in names])
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("seconds per explanation")
@@ -321,7 +321,7 @@ def curve_figure(data: ReportData, family: str, ds: str) -> Figure | None:
     metrics = sorted(m["metric"].unique())
     names = [e for e in data.explainers if e in set(m["explainer"])]
     col = colours(data.explainers)
-    fig, axes = _grid(len(metrics))
+    fig, axes = grid(len(metrics))
     f = Figure(slug(family, ds), f"{ds}: {family} analyses",
                "Mean curve per explainer over examples, models and seeds (band: ±1.96 standard "
                "errors); metrics without a curve show their mean per explainer.", "curves", ds,
@@ -343,16 +343,16 @@ def curve_figure(data: ReportData, family: str, ds: str) -> Figure | None:
                                 lw=0)
                 f.tip(line, f"{e} · {metric}\n" + "\n".join(
                     f"{key}={x}: {y:.3f}" for x, y in zip(xs, mean, strict=True)))
-                ax.set_xlabel(_t(key))
+                ax.set_xlabel(tx(key))
                 if not numeric:
-                    ax.set_xticks(xv, [_t(x) for x in xs])
+                    ax.set_xticks(xv, [tx(x) for x in xs])
             else:
                 v = rows["value"].to_numpy(dtype=float)
                 mu = float(np.nanmean(v)) if len(v) else math.nan
                 b = ax.bar([j], [mu], color=col[e])
                 f.tip(b.patches[0], f"{e} · {metric}: {mu:.3f} (n={len(v)})")
-                ax.set_xticks(range(len(names)), [_t(n) for n in names], rotation=45, ha="right")
-    _legend(fig, names, col)
+                ax.set_xticks(range(len(names)), [tx(n) for n in names], rotation=45, ha="right")
+    legend(fig, names, col)
     return f
 
 

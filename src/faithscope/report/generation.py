@@ -31,7 +31,7 @@ import numpy as np
 from .._lazy import lazy_import
 from ..explanation import Explanation
 from .data import ReportData
-from .figures import Figure, _grid, _legend, _t, colours, slug
+from .figures import Figure, colours, grid, legend, slug, tx
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -98,7 +98,7 @@ def curve_figure(data: ReportData, ds: str) -> Figure | None:
     models = [x for x in data.model_order() if x in set(m["model"])] or sorted(set(m["model"]))
     names = [e for e in data.explainers if e in set(m["explainer"])]
     col = colours(data.explainers)
-    fig, axes = _grid(len(models), w=3.6, h=2.8)
+    fig, axes = grid(len(models), w=3.6, h=2.8)
     f = Figure(slug("generation-curve", ds), f"{ds}: perturbation curves",
                "Drop of the explained quantity of the generated output (the target, e.g. its "
                "log-probability) as the top-scored prompt units are removed, against the "
@@ -107,7 +107,7 @@ def curve_figure(data: ReportData, ds: str) -> Figure | None:
                "faithful.", "generation", ds, fig)
     for ax, model in zip(axes, models, strict=True):
         size = data.sizes.get(model, math.nan)
-        ax.set_title(_t(model) + (f" ({size:.3g}M)" if not math.isnan(size) else ""))
+        ax.set_title(tx(model) + (f" ({size:.3g}M)" if not math.isnan(size) else ""))
         for e in names:
             rows = m[(m["model"] == model) & (m["explainer"] == e)]
             c = _curves(rows) if "detail" in rows else None
@@ -124,7 +124,7 @@ def curve_figure(data: ReportData, ds: str) -> Figure | None:
                 for xi, yi, a, b in zip(x, mean, lo, hi, strict=True)))
         ax.set_xlabel("fraction of words removed")
         ax.set_ylabel("drop of the target")
-    _legend(fig, names, col)
+    legend(fig, names, col)
     return f
 
 
@@ -135,7 +135,7 @@ def generation_figures(data: ReportData) -> list[Figure]:
 
 # ----------------------------------------------------------------------------- HTML parts
 def queries_table(data: ReportData) -> str:
-    from .html import _num, esc, table
+    from .html import esc, num, table
 
     per: dict[tuple[str, str], list[float]] = {}
     for (_ds, model, _seed), exps in sorted(data.explanations.items()):
@@ -153,7 +153,7 @@ def queries_table(data: ReportData) -> str:
         cells = []
         for m in models:
             q = per.get((e, m))
-            cells.append(f'<td title="{esc(f"{e} · {m}: n={len(q)}")}">{_num(np.mean(q), ".1f")}'
+            cells.append(f'<td title="{esc(f"{e} · {m}: n={len(q)}")}">{num(np.mean(q), ".1f")}'
                          "</td>" if q else "<td>—</td>")
         rows.append([f'<td class="l{" baseline" if e == "random" else ""}">{esc(e)}</td>',
                      *cells])
@@ -262,14 +262,14 @@ def heatmaps(data: ReportData) -> str:
 
 
 def generation_section(data: ReportData, figures: Sequence[Figure]) -> str:
-    from .html import _figure
+    from .html import figure_html
 
     out = ['<section id="generation"><h2>Generation</h2><p class="note">Explanations of '
            "generated text: the units are segments of the prompt (coarse to fine levels, as in "
            "MExGen), the explained quantity is a target of the model's own output.</p>",
            "<h3>Perturbation curves</h3>"]
     figs = [f for f in figures if f.section == "generation"]
-    out.extend(_figure(f) for f in figs)
+    out.extend(figure_html(f) for f in figs)
     if not figs:
         out.append('<p class="note">No perturbation_curve results yet.</p>')
     out.append("<h3>Queries per explanation</h3><p class=\"note\">Mean number of distinct "

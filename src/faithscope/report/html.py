@@ -54,7 +54,7 @@ def script_json(obj: Any) -> str:
     return text
 
 
-def _num(x: Any, fmt: str = ".3f") -> str:
+def num(x: Any, fmt: str = ".3f") -> str:
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -102,9 +102,9 @@ def overview(data: ReportData, figures: Sequence[Figure]) -> str:
         order = {n: i for i, n in enumerate(data.model_order())}
         m = m.assign(_o=m["model"].map(order)).sort_values(["dataset", "_o", "seed"])
         rows = [[f'<td class="l">{esc(r.dataset)}</td>', f'<td class="l">{esc(r.model)}</td>',
-                 f'<td class="l">{esc(r.architecture)}</td>', _num(r.params_m, ".3g"),
-                 esc(r.seed), _num(r.accuracy), _num(getattr(r, "val_accuracy", None)),
-                 esc(getattr(r, "epochs_run", "—")), _num(getattr(r, "train_seconds", None), ".1f")]
+                 f'<td class="l">{esc(r.architecture)}</td>', num(r.params_m, ".3g"),
+                 esc(r.seed), num(r.accuracy), num(getattr(r, "val_accuracy", None)),
+                 esc(getattr(r, "epochs_run", "—")), num(getattr(r, "train_seconds", None), ".1f")]
                 for r in m.itertuples()]
         out.append(table(["dataset", "model", "architecture", "params (M)", "seed", "accuracy",
                           "val acc", "epochs", "train s"], rows))
@@ -126,15 +126,15 @@ def overview(data: ReportData, figures: Sequence[Figure]) -> str:
         params = "baseline" if e == "random" and e not in data.explainer_params else \
             json.dumps(data.explainer_params.get(e, {}), sort_keys=True)
         rows.append([f'<td class="l">{esc(e)}</td>', f'<td class="wrap">{esc(params)}</td>',
-                     *[_num(per[mm].s_per_explanation, ".4g") if mm in per else "—"
+                     *[num(per[mm].s_per_explanation, ".4g") if mm in per else "—"
                        for mm in models],
-                     _num(g["peak_rss_mb"].max() if len(g) else None, ".0f"),
-                     _num(g["cuda_peak_mb"].max() if len(g) else None, ".0f")])
+                     num(g["peak_rss_mb"].max() if len(g) else None, ".0f"),
+                     num(g["cuda_peak_mb"].max() if len(g) else None, ".0f")])
     out.append(table(["explainer", "hyper-parameters", *[f"s/expl. {mm}" for mm in models],
                       "peak RSS MB", "GPU peak MB"], rows))
     out.append('<p class="note">Seconds per explanation are unit runtimes over explanations; '
                "peak RSS is the explaining process's peak so far (an upper bound).</p>")
-    out.extend(_figure(f) for f in figures if f.section == "overview")
+    out.extend(figure_html(f) for f in figures if f.section == "overview")
     out.append("<h3>Metrics</h3>")
     rows = []
     for name, i in data.metric_info.items():
@@ -206,7 +206,7 @@ def metric_tables(data: ReportData) -> str:
                 rows = [[f'<td class="l">{esc(m)} <span class="arrow">{arrows[m]}</span></td>',
                          *[cells[m][e] for e in names]] for m in metrics]
             size = data.sizes.get(model, math.nan)
-            out.append(f"<h3>{esc(d.name)} · {esc(model)} ({_num(size, '.3g')}M)</h3>")
+            out.append(f"<h3>{esc(d.name)} · {esc(model)} ({num(size, '.3g')}M)</h3>")
             t = table(head, rows, "metric-table")
             if "random" in head:
                 t = t.replace("<th>random</th>", '<th class="baseline">random</th>', 1)
@@ -217,7 +217,7 @@ def metric_tables(data: ReportData) -> str:
     return "".join(out)
 
 
-def _figure(f: Figure) -> str:
+def figure_html(f: Figure) -> str:
     return (f'<figure id="fig-{esc(f.slug)}">{f.svg()}<figcaption><b>{esc(f.title)}.</b> '
             f"{esc(f.caption)}</figcaption></figure>")
 
@@ -231,7 +231,7 @@ def plots(data: ReportData, figures: Sequence[Figure], section: str, title: str,
     for group in dict.fromkeys(f.group for f in figs):
         if group:
             out.append(f"<h3>{esc(group)}</h3>")
-        out.extend(_figure(f) for f in figs if f.group == group)
+        out.extend(figure_html(f) for f in figs if f.group == group)
     out.append("</section>")
     return "".join(out)
 
@@ -280,7 +280,7 @@ def provenance(data: ReportData) -> str:
                      f'<td class="l">{esc(dev.get("host", "—"))}</td>',
                      f'<td class="wrap">{esc(dev.get("platform", "—"))}</td>',
                      esc(dev.get("cpus", "—")), esc(dev.get("cuda", "—")),
-                     esc(r.get("units_run", "—")), _num(r.get("runtime_s"), ".1f")])
+                     esc(r.get("units_run", "—")), num(r.get("runtime_s"), ".1f")])
     out.append("<h3>Runs</h3>" + table(["started", "finished", "executor", "host", "platform",
                                         "cpus", "cuda", "units run", "unit seconds"], rows))
     spec = json.dumps(man.get("spec", {}), indent=2, sort_keys=False, default=str)

@@ -29,7 +29,7 @@ import numpy as np
 from .._lazy import lazy_import
 from ..metrics.stability import agreement_table
 from .data import ReportData
-from .figures import RANDOM_COLOUR, Figure, _grid, _t, colours, slug
+from .figures import RANDOM_COLOUR, Figure, colours, grid, slug, tx
 from .html import esc, table
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _groups(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
 def agreement_figure(data: ReportData, ds: str, model: str, pairs: pd.DataFrame) -> Figure:
     names = [e for e in data.explainers if e in set(pairs["explainer"])]
     col = colours(data.explainers)
-    fig, axes = _grid(2, w=4.6, h=0.5 + 0.32 * len(names), ncols=2)
+    fig, axes = grid(2, w=4.6, h=0.5 + 0.32 * len(names), ncols=2)
     f = Figure(slug("seeds", ds, model), f"{ds} · {model}: agreement between seeds",
                "Distribution over examples and pairs of seeds of the agreement between two "
                "seeds' explanations of the same example (coloured boxes), and between repeats of "
@@ -87,7 +87,7 @@ def agreement_figure(data: ReportData, ds: str, model: str, pairs: pd.DataFrame)
                 ax.plot([v.mean()], [y], "o", ms=3, color="white", mec="#111", mew=0.6)
                 f.tip(box, f"{e} · {measure} · {src.replace('_', ' ')}: mean {v.mean():.3f}, "
                       f"median {q[2]:.3f}, quartiles [{q[1]:.3f}, {q[3]:.3f}], n={len(v)}")
-        ax.set_yticks(np.arange(len(names))[::-1], [_t(n) for n in names])
+        ax.set_yticks(np.arange(len(names))[::-1], [tx(n) for n in names])
         ax.set_xlim(-1.05 if measure != "jaccard" else -0.02, 1.02)
         ax.set_title("Spearman rho" if measure == "spearman" else "top-k Jaccard")
         ax.grid(axis="y", visible=False)
@@ -111,7 +111,7 @@ def uncertainty_figure(data: ReportData, ds: str, model: str, pairs: pd.DataFram
     if not names:
         return None
     n_units = int(u["unit"].nunique())
-    fig, axes = _grid(len(names), w=max(3.2, 0.32 * n_units + 1.0), h=2.1,
+    fig, axes = grid(len(names), w=max(3.2, 0.32 * n_units + 1.0), h=2.1,
                       ncols=max(1, int(12 // max(3.2, 0.32 * n_units + 1.0))))
     n_runs = int(u["n_runs"].max())
     f = Figure(slug("uncertainty", ds, model), f"{ds} · {model}: one explanation with its "
@@ -130,9 +130,9 @@ def uncertainty_figure(data: ReportData, ds: str, model: str, pairs: pd.DataFram
             f.tip(b, f"{e} · {r['text']}: mean {r['mean_l1']:.3f} ± {r['std_l1']:.3f} "
                   f"(raw {r['mean']:.3g} ± {r['std']:.3g}); top unit in "
                   f"{r['top1_share']:.0%} of seeds")
-        ax.set_xticks(x, [_t(t) for t in g["text"]], rotation=60, ha="right")
+        ax.set_xticks(x, [tx(t) for t in g["text"]], rotation=60, ha="right")
         ax.axhline(0, color="#444", lw=0.6)
-        ax.set_title(_t(e))
+        ax.set_title(tx(e))
     return f
 
 
@@ -157,7 +157,7 @@ def _cell(r: Any, name: str) -> str:
 
 
 def seeds_section(data: ReportData, figures: Sequence[Figure]) -> str:
-    from .html import _figure
+    from .html import figure_html
 
     out = ['<section id="seeds"><h2>Seed stability</h2><p class="note">The same model '
            "fine-tuned with different seeds: how far do its explanations agree, compared with "
@@ -183,7 +183,7 @@ def seeds_section(data: ReportData, figures: Sequence[Figure]) -> str:
             out.append(f"<h4>{esc(measure)}</h4>" + table(
                 ["explainer", "between seeds", "within model (sampling seeds)",
                  "seeds agree on the label", "seeds disagree"], rows))
-        out.extend(_figure(f) for f in figures
+        out.extend(figure_html(f) for f in figures
                    if f.section == "seeds" and f.slug in (slug("seeds", ds, model),
                                                           slug("uncertainty", ds, model)))
     for ds, model, acc in _groups(data.ling_accuracy):
