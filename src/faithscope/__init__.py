@@ -7,6 +7,7 @@ from .api import explain, make_explainer, prepare  # noqa: E402
 from .data import Example  # noqa: E402
 from .evaluate import evaluate, summarize  # noqa: E402
 from .explanation import Explanation, load_explanations, save_explanations  # noqa: E402
+from .generation import scalarizers as _generation_targets  # noqa: E402,F401  (registers them)
 from .metrics.stability import seed_stability  # noqa: E402
 from .models import InputError, ModelAdapter, load_model  # noqa: E402
 from .models.ling import LingLR  # noqa: E402

@@ -22,8 +22,6 @@ marks them). For example ``fs.explain(lm, prompts, "mexgen_lshap", levels=("sent
 
 from __future__ import annotations
 
-import dataclasses
-import platform
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,99 +30,23 @@ import numpy as np
 
 from ._lazy import lazy_import
 from .data.example import Example
-from .explainers.base import Explainer, Prepared, applied_operator, token_unit_index
+from .explainers.base import Explainer, explanations_of
+from .explainers.prepare import (
+    ExplainerLike,
+    InputLike,
+    make_explainer,
+    prepare,
+)
 from .explanation import Explanation
-from .models.adapter import InputError, ModelAdapter
+from .models.adapter import InputError
 from .models.generative import Generation, is_generative
-from .registry import explainers, targets
+from .registry import targets
 from .targets import for_classifiers, get_target
-from .units import GRANULARITIES, build_units
 
 if TYPE_CHECKING:
     import torch
 else:
     torch = lazy_import("torch")
-
-InputLike = str | tuple[str, str] | Example
-ExplainerLike = str | Explainer | tuple[str, Mapping[str, Any]]
-
-
-def make_explainer(spec: ExplainerLike, **params: Any) -> Explainer:
-    """An explainer from a registered name (plus keyword hyper-parameters) or an instance."""
-    if isinstance(spec, Explainer):
-        exp = dataclasses.replace(spec, **params) if params else spec
-    else:
-        exp = explainers.build(spec, params)
-    exp.validate()
-    return exp
-
-
-def _as_example(x: InputLike, i: int) -> Example:
-    if isinstance(x, Example):
-        return x
-    if isinstance(x, tuple):
-        return Example(id=str(i), text=x[0], pair=x[1])
-    if isinstance(x, str):
-        return Example(id=str(i), text=x)
-    raise InputError(f"cannot explain an input of type {type(x).__name__}")
-
-
-def versions() -> dict[str, str]:
-    import transformers
-
-    from . import __version__
-
-    return {"faithscope": __version__, "torch": torch.__version__,
-            "transformers": transformers.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
-
-
-def resolve_targets(adapter: ModelAdapter, target: Any, logits: np.ndarray) -> tuple[int, ...]:
-    """``None``/"predicted" -> argmax; "all" -> every class; int, label name, or a list."""
-    n = adapter.num_labels
-    if target is None or target == "predicted":
-        return (int(np.argmax(logits)),)
-    if target == "all":
-        return tuple(range(n))
-    items = target if isinstance(target, list | tuple) else [target]
-    out = []
-    for t in items:
-        if isinstance(t, str) and t in adapter.labels:
-            t = adapter.labels.index(t)
-        if isinstance(t, bool) or not isinstance(t, int | np.integer) or not 0 <= int(t) < n:
-            raise InputError(f"target {t!r} is out of range: the model has {n} labels "
-                             f"({', '.join(adapter.labels)})")
-        out.append(int(t))
-    return tuple(out)
-
-
-def prepare(
-    adapter: ModelAdapter,
-    inputs: Sequence[InputLike],
-    *,
-    granularity: str = "word",
-    target: Any = None,
-    seed: int = 0,
-    strict: bool = False,
-) -> list[Prepared]:
-    """Encode inputs, build units, run the model once on all of them, resolve targets."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
-    if granularity not in GRANULARITIES:
-        raise InputError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
-    examples = [_as_example(x, i) for i, x in enumerate(inputs)]
-    encs = [adapter.encode(ex.text, ex.pair, strict=strict) for ex in examples]
-    logits = adapter.logits([e.ids[None, :] for e in encs],
-                            None if not encs or encs[0].type_ids is None
-                            else [e.type_ids[None, :] for e in encs])  # type: ignore[index]
-    out = []
-    for ex, enc, lg in zip(examples, encs, logits, strict=True):
-        units = build_units(ex.text, ex.pair, enc.offsets, enc.sequence_ids, granularity,
-                            truncated=enc.truncated)
-        out.append(Prepared(example_id=ex.id, enc=enc, units=units,
-                            targets=resolve_targets(adapter, target, lg[0]), logits=lg[0],
-                            seed=seed, token_unit=token_unit_index(units, len(enc))))
-    return out
 
 
 def explain(
@@ -197,31 +119,6 @@ def explain(
         for k, e in enumerate(made):
             results[k].append(e)
     return [e for row in results for e in row]
-
-
-def explanations_of(exp: Explainer, model: Any, items: Sequence[Any],
-                    scores: Sequence[np.ndarray], infos: Sequence[Mapping[str, Any]], *,
-                    runtime_s: float, seed: int, fields: Any,
-                    params: Mapping[str, Any] | None = None, **common: Any
-                    ) -> list[Explanation]:
-    """The one assembly of explainer results into Explanations, for every model kind
-    (classifiers here, generated text in :mod:`faithscope.generation.explain`): ``fields(item)``
-    gives an item's own fields (text, units, targets, ...), ``common`` the run's (model id,
-    target, granularity, ...). What was used is recorded, not what was asked: the masking
-    operator the model applied (:func:`~faithscope.explainers.base.applied_operator`) goes to
-    ``info["operator"]``, and ``params`` may carry settings resolved while running."""
-    op = getattr(exp, "mask", None)
-    used = applied_operator(model, op) if op is not None and not exp.uses_model_internals \
-        else None
-    ver = versions()
-    out = []
-    for it, sc, info in zip(items, scores, infos, strict=True):
-        out.append(Explanation(
-            **fields(it), scores=np.asarray(sc, dtype=np.float32), explainer=exp.name,
-            params=dict(exp.params() if params is None else params), seed=seed,
-            runtime_s=runtime_s, info={**info, **({"operator": used} if used else {})},
-            versions=ver, binary=type(exp).binary, **common))
-    return out
 
 
 def _explain_generated(model: Any, inputs: list[Any], exps: list[Explainer], *,

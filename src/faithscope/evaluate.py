@@ -43,6 +43,7 @@ from .explainers.base import OPERATORS, Prepared, applied_operator, score_masks
 from .explanation import Explanation
 from .metrics.analysis import Analysis, run_analyses
 from .metrics.base import EvalItem, Metric, get_metric
+from .metrics.stats import bootstrap_ci
 from .models.adapter import InputError, ModelAdapter
 from .models.generative import is_generative
 from .targets import get_target
@@ -295,21 +296,6 @@ def _removal_values(
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = np.exp(x - x.max())
     return z / z.sum()
-
-
-def bootstrap_ci(values: np.ndarray, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0
-                 ) -> tuple[float, float, float]:
-    """(mean, low, high): percentile bootstrap of the mean; NaNs are dropped."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[~np.isnan(v)]
-    if len(v) == 0:
-        return float("nan"), float("nan"), float("nan")
-    if len(v) == 1:
-        return float(v[0]), float(v[0]), float(v[0])
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), size=(n_boot, len(v)))].mean(axis=1)
-    lo, hi = np.quantile(means, [(1 - ci) / 2, 1 - (1 - ci) / 2])
-    return float(v.mean()), float(lo), float(hi)
 
 
 def summarize(df: pd.DataFrame, by: Sequence[str] = ("explainer", "metric"), *,

@@ -91,5 +91,3 @@ def get_target(name: str) -> TargetFn:
     out: TargetFn = entry  # type: ignore[assignment]
     return out
 
-
-from .generation import scalarizers as _scalarizers  # noqa: E402,F401  (registers them)

@@ -10,13 +10,14 @@ the chosen masking operator and scores them in one virtual batch through the ada
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from .._lazy import lazy_import
+from ..explanation import Explanation
 from ..models.adapter import Encoded, InputError, ModelAdapter
 from ..targets import TargetFn
 from ..units import Unit
@@ -230,3 +231,30 @@ def pool_by_matrix(token_scores: Any, pool: Any, how: str = "sum") -> Any:
 
 def full_masks(item: Prepared, n: int = 1, value: bool = True) -> np.ndarray:
     return np.full((n, item.n_units), value, dtype=bool)
+
+
+def explanations_of(exp: Explainer, model: Any, items: Sequence[Any],
+                    scores: Sequence[np.ndarray], infos: Sequence[Mapping[str, Any]], *,
+                    runtime_s: float, seed: int, fields: Any,
+                    params: Mapping[str, Any] | None = None, **common: Any
+                    ) -> list[Explanation]:
+    """The one assembly of explainer results into Explanations, for every model kind
+    (classifiers here, generated text in :mod:`faithscope.generation.explain`): ``fields(item)``
+    gives an item's own fields (text, units, targets, ...), ``common`` the run's (model id,
+    target, granularity, ...). What was used is recorded, not what was asked: the masking
+    operator the model applied (:func:`~faithscope.explainers.base.applied_operator`) goes to
+    ``info["operator"]``, and ``params`` may carry settings resolved while running."""
+    op = getattr(exp, "mask", None)
+    used = applied_operator(model, op) if op is not None and not exp.uses_model_internals \
+        else None
+    from ..provenance import versions
+
+    ver = versions()
+    out = []
+    for it, sc, info in zip(items, scores, infos, strict=True):
+        out.append(Explanation(
+            **fields(it), scores=np.asarray(sc, dtype=np.float32), explainer=exp.name,
+            params=dict(exp.params() if params is None else params), seed=seed,
+            runtime_s=runtime_s, info={**info, **({"operator": used} if used else {})},
+            versions=ver, binary=type(exp).binary, **common))
+    return out

@@ -309,7 +309,7 @@ def attribute_items(lm: Any, items: Sequence[GenItem], exp: Any, scal: Scalarize
     level of ``levels`` after another), and return one Explanation per prompt."""
     import torch
 
-    from ..api import explanations_of
+    from ..explainers.base import explanations_of
 
     model = ScalarizedLM(lm, scal, replacement)
     torch.manual_seed(seed)

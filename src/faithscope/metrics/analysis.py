@@ -95,8 +95,8 @@ def similarity(a: np.ndarray, b: np.ndarray, kind: str = "spearman", *, k: int =
 
 def prepared_for(adapter: ModelAdapter, explanations: Sequence[Explanation]) -> list[Prepared]:
     """Re-prepare the examples of explanations: same units, targets and seed."""
-    from ..api import prepare
     from ..data.example import Example
+    from ..explainers.prepare import prepare
 
     out: list[Prepared | None] = [None] * len(explanations)
     for gran in sorted({e.granularity for e in explanations}):
@@ -115,7 +115,7 @@ def prepared_for(adapter: ModelAdapter, explanations: Sequence[Explanation]) -> 
 
 def rebuild(e: Explanation) -> Explainer:
     """The explainer that produced ``e``, from its name and stored hyper-parameters."""
-    from ..api import make_explainer
+    from ..explainers.prepare import make_explainer
 
     return make_explainer((e.explainer, dict(e.params)))
 
@@ -156,7 +156,7 @@ def curve_table(df: pd.DataFrame, *, by: Sequence[str] = ("explainer", "metric")
                 n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """One row per (group, step) of the curve rows in ``df`` (details with ``steps`` and
     ``values``): mean over examples with a percentile-bootstrap confidence interval."""
-    from ..evaluate import bootstrap_ci
+    from .stats import bootstrap_ci
 
     rows = []
     for key, g in df.groupby(list(by), sort=True):

@@ -384,7 +384,7 @@ def attack_table(df: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.D
     kept the prediction."""
     import json
 
-    from ..evaluate import bootstrap_ci
+    from .stats import bootstrap_ci
 
     names = ("explanation_attack", "explanation_attack_constrained")
     sub = df[df["metric"].isin(names)]

@@ -80,7 +80,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "
     studies, e.g. the user cache); default the study's ``checkpoints/`` (local stores) or the
     user cache (remote stores).
     """
-    from ..api import versions
+    from ..provenance import versions
 
     if executor not in EXECUTORS:
         raise InputError(f"executor must be one of {EXECUTORS}, got {executor!r}")
