@@ -15,6 +15,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
@@ -37,15 +38,45 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Decorator registering ``obj`` under ``name`` (names are unique)."""
+        """Decorator registering ``obj`` under ``name`` (names are unique). A registered class
+        gets its ``name`` from here (the one place a name is written), unless ``name`` is one
+        of its dataclass fields."""
 
         def deco(obj: T) -> T:
             if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
+            if isinstance(obj, type) and not (dataclasses.is_dataclass(obj) and "name" in {
+                    f.name for f in dataclasses.fields(obj)}):
+                obj.name = name  # type: ignore[attr-defined]
             self._items[name] = obj
             return obj
 
         return deco
+
+    def preset(self, name: str, base: type, **overrides: Any) -> type:
+        """Register ``name`` as ``base`` with other defaults (one class, several registered
+        presets, e.g. ``metrics.preset("max_sensitivity", Sensitivity, aggregate="max")``):
+        class-level settings and dataclass field defaults alike. Returns the preset's class
+        (a generated subclass: ``isinstance(x, base)`` holds, and ``name`` is ``name``)."""
+        fields = {f.name: f for f in dataclasses.fields(base)} if dataclasses.is_dataclass(
+            base) else {}
+        unknown = [k for k in overrides if k not in fields and not hasattr(base, k)]
+        if unknown:
+            raise TypeError(f"{base.__name__} has no setting(s) {unknown}")
+        title = "".join(part.title() for part in name.split("_"))
+        ns: dict[str, Any] = {
+            "__module__": base.__module__, "__qualname__": title,
+            "__doc__": f"{(base.__doc__ or '').strip()}\n\nPreset ``{name}``: "
+                       + ", ".join(f"``{k}={v!r}``" for k, v in overrides.items()) + ".",
+            "__annotations__": {k: fields[k].type for k in overrides if k in fields},
+            **overrides,
+        }
+        cls = type(title, (base,), ns)
+        if ns["__annotations__"]:
+            params = base.__dataclass_params__  # type: ignore[attr-defined]
+            cls = dataclasses.dataclass(frozen=params.frozen, kw_only=True)(cls)
+        self.add(name, cls)  # type: ignore[arg-type]
+        return cls
 
     def add(self, name: str, obj: T) -> T:
         return self.register(name)(obj)

@@ -57,7 +57,6 @@ class Attention(Explainer):
     The same scores explain every target.
     """
 
-    name = "attention"
     uses_model_internals = True
     layers: str = "all"
     query: str = "all"
@@ -87,7 +86,6 @@ class Attention(Explainer):
 class AttentionRollout(Explainer):
     """Rollout row of the pooled position ([CLS] for encoders, last token for decoders)."""
 
-    name = "attention_rollout"
     uses_model_internals = True
     residual: float = 0.5
 

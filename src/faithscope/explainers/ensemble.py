@@ -90,7 +90,6 @@ def normalize_scores(scores: np.ndarray, kind: str) -> np.ndarray:
 class Ensemble(Explainer):
     """Weighted mean of the members' normalised explanations (equal weights by default)."""
 
-    name = "ensemble"
     stochastic = True  # its default members include sampling methods
     members: tuple[Any, ...] = TOP3
     normalization: str = "abs"
@@ -147,19 +146,6 @@ class Ensemble(Explainer):
         return total, infos
 
 
-@explainers.register("ensemble_top3")
-@dataclass(frozen=True, kw_only=True)
-class EnsembleTop3(Ensemble):
-    """Ensemble of lime, kernel_shap and integrated_gradients (default hyper-parameters)."""
-
-    name = "ensemble_top3"
-    members: tuple[Any, ...] = TOP3
-
-
-@explainers.register("ensemble_all")
-@dataclass(frozen=True, kw_only=True)
-class EnsembleAll(Ensemble):
-    """Ensemble of the ten classic methods (every issue-1 explainer except ``random``)."""
-
-    name = "ensemble_all"
-    members: tuple[Any, ...] = ALL
+# registered presets of the one Ensemble class (different default members)
+EnsembleTop3 = explainers.preset("ensemble_top3", Ensemble, members=TOP3)
+EnsembleAll = explainers.preset("ensemble_all", Ensemble, members=ALL)

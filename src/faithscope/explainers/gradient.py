@@ -100,7 +100,6 @@ class _LocalGradient(_GradientMethod):
 class Gradient(_LocalGradient):
     """Saliency: L2 norm of the gradient w.r.t. each token's embedding (L2-pooled per unit)."""
 
-    name = "gradient"
     pooling = "l2"
 
     def token_scores(self, grad: Any, emb: Any, baseline: Any = None, *,
@@ -113,7 +112,6 @@ class Gradient(_LocalGradient):
 class GradientXInput(_LocalGradient):
     """Gradient x input: sum over the embedding dimension of gradient * embedding."""
 
-    name = "gradient_x_input"
 
     def token_scores(self, grad: Any, emb: Any, baseline: Any = None, *,
                      eps: float = 0.0) -> Any:
@@ -128,7 +126,6 @@ class IntegratedGradients(_GradientMethod):
     ``info["delta"]`` holds the completeness error sum(attributions) - (f(x) - f(baseline)).
     """
 
-    name = "integrated_gradients"
     n_steps: int = 50
     baseline: str = "pad"
     method: str = "gausslegendre"

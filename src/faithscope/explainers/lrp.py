@@ -37,7 +37,6 @@ from .perturbation import Result
 class LRP(Explainer):
     """LRP with conservative LayerNorm/attention rules (``cp``) or AttnLRP (``attnlrp``)."""
 
-    name = "lrp"
     uses_model_internals = True
     rule: str = "cp"
 

@@ -54,7 +54,6 @@ from .perturbation import LeaveOneOut, Result
 class MExGenLOO(LeaveOneOut):
     """MExGen's leave-one-out: score(u) = f(x) - f(x without u)."""
 
-    name = "mexgen_loo"
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
@@ -120,7 +119,6 @@ def _omp(X: np.ndarray, y: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
 class MExGenCLIME(Explainer):
     """C-LIME: a weighted linear model on removals of at most ``max_units_replace`` units."""
 
-    name = "mexgen_clime"
     stochastic = True
     oversampling: float = 10.0
     max_units_replace: int = 2
@@ -163,7 +161,6 @@ class MExGenCLIME(Explainer):
 class MExGenLSHAP(Explainer):
     """L-SHAP: local Shapley values over each unit's neighbours (linear in the units)."""
 
-    name = "mexgen_lshap"
     num_neighbors: int = 2
     max_units_replace: int = 2
     mask: str = "mask"

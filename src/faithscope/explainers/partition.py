@@ -94,7 +94,6 @@ class PartitionShap(Explainer):
     evaluations, expanded best first, ``batch_size`` masks (two per task) per example and
     round."""
 
-    name = "partition_shap"
     max_evals: int = 500
     batch_size: int = 10
     mask: str = "mask"

@@ -39,7 +39,6 @@ Result = tuple[list[np.ndarray], list[dict[str, Any]]]
 class RandomExplainer(Explainer):
     """Standard-normal scores: the baseline every metric is compared against."""
 
-    name = "random"
     stochastic = True
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
@@ -54,7 +53,6 @@ class RandomExplainer(Explainer):
 class LeaveOneOut(Explainer):
     """score(u) = f(x) - f(x without u)."""
 
-    name = "leave_one_out"
     mask: str = "mask"
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
@@ -95,7 +93,6 @@ class Lime(Explainer):
     """LIME for text: remove a uniform number of random units, weight samples by an
     exponential kernel on cosine distance (x100, width 25), fit a weighted ridge model."""
 
-    name = "lime"
     stochastic = True
     n_samples: int = 1000
     kernel_width: float = 25.0
@@ -175,7 +172,6 @@ class KernelShap(Explainer):
     unit absorbs the remainder, and a ``UserWarning`` says so.
     """
 
-    name = "kernel_shap"
     stochastic = True
     n_samples: int = 1000
     mask: str = "mask"
@@ -244,7 +240,6 @@ class ShapleySampling(Explainer):
     When ``d! <= n_permutations`` all permutations are enumerated: the values are exact.
     """
 
-    name = "shapley_sampling"
     stochastic = True
     n_permutations: int = 50
     mask: str = "mask"

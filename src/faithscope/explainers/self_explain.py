@@ -108,7 +108,6 @@ def _find_phrase(unit_words: list[list[str]], ws: list[str]) -> list[int]:
 class SelfExplanation(Explainer):
     """The model's own answer to "which words made you choose this label?" as a word mask."""
 
-    name = "self_explanation"
     needs_generation = True
     binary = True
     template: int | str = 0

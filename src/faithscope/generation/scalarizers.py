@@ -85,7 +85,6 @@ class LogProb(Scalarizer):
     """Log-probability of the reference output by teacher forcing (sum, or ``mean`` per token);
     ``per_token`` gives one target per output token."""
 
-    name = "log_prob"
     classifier_target: ClassVar[Any] = staticmethod(_log_prob_of_logits)
     per_token: bool = False
     mean: bool = False
@@ -139,7 +138,6 @@ class LogProb(Scalarizer):
 class LogProbPerToken(LogProb):
     """:class:`LogProb` with one target per output token (``log_prob`` with ``per_token``)."""
 
-    name = "log_prob_per_token"
     classifier_target = None
     per_token: bool = True
 
@@ -166,7 +164,6 @@ class Contrast(LogProb):
     target_fn=("contrast", {"foil": "The cat", "per_token": True}))``.
     """
 
-    name = "contrast"
     classifier_target: ClassVar[Any] = staticmethod(_contrast_of_logits)
     foil: Any = None  # str, or {prompt text: foil text}
 
@@ -230,7 +227,6 @@ class Contrast(LogProb):
 class SummaryProb(LogProb):
     """:class:`LogProb` of the reference output under a separate local scorer LM."""
 
-    name = "summary_prob"
     text_only = True
     classifier_target = None
     scorer_model: Any = None  # a GenerativeAdapter
@@ -298,7 +294,6 @@ def _compare_by_reference(references: list[str], texts: list[str], encode: Any,
 class Cosine(TextScalarizer):
     """Cosine similarity of sentence embeddings (mean-pooled local encoder)."""
 
-    name = "cosine"
     encoder: Any = None
 
     def compare(self, references: list[str], texts: list[str]) -> np.ndarray:
@@ -321,7 +316,6 @@ def bertscore_f1(ref: np.ndarray, cand: np.ndarray) -> float:
 class BertScore(TextScalarizer):
     """BERTScore F1 between the reference and each new output (local encoder)."""
 
-    name = "bertscore"
     encoder: Any = None
 
     def compare(self, references: list[str], texts: list[str]) -> np.ndarray:
@@ -335,7 +329,6 @@ class NLI(TextScalarizer):
     """Entailment of the new output by the reference under a local NLI classifier
     (a :class:`~faithscope.models.ModelAdapter` whose labels include ``entailment``)."""
 
-    name = "nli"
     classifier: Any = None
     logit: bool = False
 

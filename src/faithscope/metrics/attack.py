@@ -360,22 +360,11 @@ class _Attack(Analysis):
         return [(r.rank_change, r.detail()) for r in results]
 
 
-@metrics.register("explanation_attack")
-@dataclass(frozen=True, kw_only=True)
-class ExplanationAttack(_Attack):
-    """Top-k attack keeping the predicted class; value: RankChange (lower = more robust)."""
-
-    name = "explanation_attack"
-    objective = "unconstrained"
-
-
-@metrics.register("explanation_attack_constrained")
-@dataclass(frozen=True, kw_only=True)
-class ExplanationAttackConstrained(_Attack):
-    """Top-k attack with a penalty on the change of the output probability."""
-
-    name = "explanation_attack_constrained"
-    objective = "constrained"
+# one metric class, two registered presets: the unconstrained attack and the one that keeps
+# the prediction's probability
+ExplanationAttack = metrics.preset("explanation_attack", _Attack, objective="unconstrained")
+ExplanationAttackConstrained = metrics.preset("explanation_attack_constrained", _Attack,
+                                              objective="constrained")
 
 
 def attack_table(df: pd.DataFrame, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:

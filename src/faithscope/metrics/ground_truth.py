@@ -95,7 +95,6 @@ class _GroundTruth(Metric):
 class GtOverlap(_GroundTruth):
     """Share of the ground-truth units among the top-|L| units."""
 
-    name = "gt_overlap"
 
     def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:
         v = self.pair(item)[0]
@@ -107,7 +106,6 @@ class GtOverlap(_GroundTruth):
 class RecoveryDepth(_GroundTruth):
     """Depth of the ranking needed to recover every ground-truth unit, over the length."""
 
-    name = "recovery_depth"
     higher_is_better = False
 
     def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:
@@ -119,7 +117,6 @@ class RecoveryDepth(_GroundTruth):
 class MeanRank(_GroundTruth):
     """Mean rank (1 = top; ties: average rank) of the ground-truth units, over the length."""
 
-    name = "mean_rank"
     higher_is_better = False
 
     def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:

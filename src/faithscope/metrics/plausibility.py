@@ -188,7 +188,6 @@ class TokenF1(_PooledF1):
     """Unit-level F1 of the top-k units against the rationale (per example; ERASER's micro and
     macro values over a dataset: :meth:`pooled`)."""
 
-    name = "token_f1"
 
     def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:
         pred = self.predicted(item)
@@ -225,7 +224,6 @@ class IouF1(_PooledF1):
     """ERASER's IOU F1: spans match at IOU >= ``threshold`` (0.5), per example (ERASER's micro
     and macro values over a dataset: :meth:`pooled`)."""
 
-    name = "iou_f1"
     threshold: float = 0.5
 
     def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:
@@ -284,7 +282,6 @@ class Auprc(_SoftScores):
     """ERASER's AUPRC: trapezoidal area under the precision-recall curve of the soft scores
     against the rationale (:func:`auprc`; sklearn ``precision_recall_curve`` + ``auc``)."""
 
-    name = "auprc"
 
     def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:
         ref = item.reference
@@ -300,7 +297,6 @@ class AveragePrecision(_SoftScores):
     (:func:`average_precision`; sklearn ``average_precision_score``, ERASER's
     ``average_precision``)."""
 
-    name = "average_precision"
 
     def value(self, item: EvalItem) -> tuple[float, dict[str, Any]]:
         ref = item.reference
@@ -317,7 +313,6 @@ class Coverage(Metric):
     at the text at all, to read beside their F1. NaN for rankings (every attribution "covers"
     the text), so their rows drop out of the means. Needs neither model nor rationale."""
 
-    name = "coverage"
     family = "plausibility"
     bounds = (0.0, 1.0)
     reference = "faithscope; for LLM self-explanations (Fayyaz et al. 2024)"

@@ -301,42 +301,13 @@ class _Sensitivity(Analysis):
                 record(s, idx, refs, new, scores)
 
 
-@metrics.register("max_sensitivity")
-@dataclass(frozen=True, kw_only=True)
-class MaxSensitivity(_Sensitivity):
-    """Largest relative change of the explanation under embedding noise (lower is better)."""
-
-    name = "max_sensitivity"
-    aggregate = "max"
-    perturbation = "noise"
-
-
-@metrics.register("avg_sensitivity")
-@dataclass(frozen=True, kw_only=True)
-class AvgSensitivity(_Sensitivity):
-    """Mean relative change of the explanation under embedding noise (lower is better)."""
-
-    name = "avg_sensitivity"
-    aggregate = "mean"
-    perturbation = "noise"
-
-
-@metrics.register("max_sensitivity_word")
-@dataclass(frozen=True, kw_only=True)
-class MaxSensitivityWord(_Sensitivity):
-    """Largest relative change of the explanation when one non-top unit is deleted."""
-
-    name = "max_sensitivity_word"
-    aggregate = "max"
-    perturbation = "drop_unit"
-
-
-@metrics.register("avg_sensitivity_word")
-@dataclass(frozen=True, kw_only=True)
-class AvgSensitivityWord(_Sensitivity):
-    """Mean relative change of the explanation when one non-top unit is deleted."""
-
-    name = "avg_sensitivity_word"
-    aggregate = "mean"
-    perturbation = "drop_unit"
-
+# one metric class, four registered presets (Yeh et al. 2019: max / average sensitivity;
+# under embedding noise, or deleting one unit outside the top fraction)
+MaxSensitivity = metrics.preset("max_sensitivity", _Sensitivity, aggregate="max",
+                                perturbation="noise")
+AvgSensitivity = metrics.preset("avg_sensitivity", _Sensitivity, aggregate="mean",
+                                perturbation="noise")
+MaxSensitivityWord = metrics.preset("max_sensitivity_word", _Sensitivity, aggregate="max",
+                                    perturbation="drop_unit")
+AvgSensitivityWord = metrics.preset("avg_sensitivity_word", _Sensitivity, aggregate="mean",
+                                    perturbation="drop_unit")

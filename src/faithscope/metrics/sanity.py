@@ -134,20 +134,8 @@ class _Randomization(Analysis):
         return out
 
 
-@metrics.register("randomization")
-@dataclass(frozen=True, kw_only=True)
-class Randomization(_Randomization):
-    """Cascading randomization, head -> last block -> ... -> first block -> embeddings;
-    value: mean similarity to the original explanation over the steps (lower is better)."""
-
-    name = "randomization"
-    mode = "cascading"
-
-
-@metrics.register("randomization_independent")
-@dataclass(frozen=True, kw_only=True)
-class RandomizationIndependent(_Randomization):
-    """Independent randomization: one group at a time (head, each block, embeddings)."""
-
-    name = "randomization_independent"
-    mode = "independent"
+# one metric class, two registered presets (Adebayo et al. 2018): cascading randomization
+# (head -> last block -> ... -> embeddings) and independent (one group at a time)
+Randomization = metrics.preset("randomization", _Randomization, mode="cascading")
+RandomizationIndependent = metrics.preset("randomization_independent", _Randomization,
+                                          mode="independent")
