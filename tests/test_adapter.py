@@ -452,3 +452,21 @@ def test_save_load_mixed_records(tmp_path, bert_adapter):
         assert not list(path.parent.glob("*.tmp"))
         back = fs.load_explanations(path)
         assert [b.equals(a) for a, b in zip(exps, back)] == [True] * len(exps)
+
+
+def test_embedding_logits_go_through_the_chunker_and_keep_the_graph(bert_adapter):
+    """Embedding-space logits (the attack metric's double backpropagation) run through the
+    one chunker: chunks of the batch size, the same logits as one big chunk, gradients kept."""
+    from helpers import with_batch_size
+
+    encs = [bert_adapter.encode(t) for t in ("a good film", "a dull plot , really", "fine")]
+    x, _ = bert_adapter.embedding_inputs(encs, None)
+    small = with_batch_size(bert_adapter, 1)
+    before = small.stats.chunks
+    z = x.clone().requires_grad_(True)
+    lg = small.embedding_logits(encs, z)
+    assert small.stats.chunks - before == 3
+    want = bert_adapter.logits([e.ids[None] for e in encs], [e.type_ids[None] for e in encs])
+    np.testing.assert_allclose(lg.detach().numpy(), np.concatenate(want), atol=1e-5)
+    (g,) = torch.autograd.grad(lg[:, 1].sum(), z, create_graph=True)
+    assert g.requires_grad and float(g.abs().sum()) > 0

@@ -13,6 +13,7 @@ import torch
 import faithscope as fs
 from faithscope.metrics.analysis import curve_table, similarity
 from faithscope.metrics.sanity import randomization_steps
+from faithscope.models.surgery import parameter_groups, randomized
 from helpers import REVIEWS
 
 SENTENCES = REVIEWS
@@ -35,7 +36,7 @@ def changed(model, snap) -> set[str]:
 def owned(adapter, group: str) -> set[str]:
     """Parameter and buffer keys (as in snapshot) of the modules of one group."""
     out = set()
-    for name in adapter.parameter_groups()[group]:
+    for name in parameter_groups(adapter)[group]:
         mod = adapter.model.get_submodule(name)
         out |= {f"p:{name}.{n}" for n, _ in mod.named_parameters(recurse=False)}
         out |= {f"b:{name}.{n}" for n, _ in mod.named_buffers(recurse=False)}
@@ -53,18 +54,18 @@ def tiny_gpt2(tokenizer):
 
 
 def test_parameter_groups_of_bert_llama_and_gpt2(bert_adapter, llama_adapter, sp_tokenizer):
-    bert = bert_adapter.parameter_groups()
+    bert = parameter_groups(bert_adapter)
     assert list(bert) == ["embeddings", "layer 0", "layer 1", "head"]
     assert "bert.embeddings.word_embeddings" in bert["embeddings"]
     assert all(n.startswith("bert.encoder.layer.1.") for n in bert["layer 1"])
     assert {"bert.encoder.layer.1.attention.self.query", "bert.encoder.layer.1.output.dense"} \
         <= set(bert["layer 1"])  # attention and MLP in one block
     assert bert["head"] == ["bert.pooler.dense", "classifier"]
-    llama = llama_adapter.parameter_groups()
+    llama = parameter_groups(llama_adapter)
     assert llama["embeddings"] == ["model.embed_tokens"]
     assert all(n.startswith("model.layers.0.") for n in llama["layer 0"])
     assert {"model.norm", "score"} <= set(llama["head"])
-    gpt2 = tiny_gpt2(sp_tokenizer).parameter_groups()
+    gpt2 = parameter_groups(tiny_gpt2(sp_tokenizer))
     assert gpt2["embeddings"] == ["transformer.wte", "transformer.wpe"]
     assert all(n.startswith("transformer.h.1.") for n in gpt2["layer 1"])
     assert gpt2["head"] == ["transformer.ln_f", "score"]
@@ -81,7 +82,7 @@ def test_parameter_groups_of_bert_llama_and_gpt2(bert_adapter, llama_adapter, sp
 def test_randomizing_a_group_changes_only_it_and_is_undone_exactly(adapters, model, group):
     adapter = adapters[model]
     before = snapshot(adapter.model)
-    with adapter.randomized([group], seed=5):
+    with randomized(adapter, [group], seed=5):
         diff = changed(adapter.model, before)
         assert diff, "re-initialisation changed nothing"
         assert diff <= owned(adapter, group)
@@ -93,19 +94,19 @@ def test_randomizing_a_group_changes_only_it_and_is_undone_exactly(adapters, mod
 
 def test_restored_after_an_error_and_seeded_per_group(bert_adapter):
     before = snapshot(bert_adapter.model)
-    with pytest.raises(RuntimeError), bert_adapter.randomized(["layer 0", "head"]):
+    with pytest.raises(RuntimeError), randomized(bert_adapter, ["layer 0", "head"]):
         raise RuntimeError("boom")
     assert identical(bert_adapter.model, before)
     key = "p:bert.encoder.layer.1.attention.self.query.weight"
-    with bert_adapter.randomized(["layer 1"], seed=1):
+    with randomized(bert_adapter, ["layer 1"], seed=1):
         alone = snapshot(bert_adapter.model)[key]
-    with bert_adapter.randomized(["head", "layer 1", "layer 0"], seed=1):
+    with randomized(bert_adapter, ["head", "layer 1", "layer 0"], seed=1):
         cascaded = snapshot(bert_adapter.model)[key]
-    with bert_adapter.randomized(["layer 1"], seed=2):
+    with randomized(bert_adapter, ["layer 1"], seed=2):
         other = snapshot(bert_adapter.model)[key]
     assert torch.equal(alone, cascaded) and not torch.equal(alone, other)
     with pytest.raises(fs.InputError, match="unknown parameter group"):
-        with bert_adapter.randomized(["layer 7"]):
+        with randomized(bert_adapter, ["layer 7"]):
             pass
 
 
@@ -121,7 +122,7 @@ def test_loaded_checkpoints_are_reinitialised_too(tmp_path):
     weight = adapter.model.classifier.weight
     assert getattr(weight, "_is_hf_initialized", False)
     before = snapshot(adapter.model)
-    with adapter.randomized(["head", "layer 0"]):
+    with randomized(adapter, ["head", "layer 0"]):
         assert "p:classifier.weight" in changed(adapter.model, before)
     assert identical(adapter.model, before) and weight._is_hf_initialized is True
 

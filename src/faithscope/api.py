@@ -36,10 +36,12 @@ from .explainers.prepare import (
     InputLike,
     make_explainer,
     prepare,
+    resolve_targets,
 )
 from .explanation import Explanation
 from .models.adapter import InputError
 from .models.generative import Generation, is_generative
+from .provenance import versions
 from .registry import targets
 from .targets import for_classifiers, get_target
 
@@ -47,6 +49,10 @@ if TYPE_CHECKING:
     import torch
 else:
     torch = lazy_import("torch")
+
+# the public entry points, with those of the explainer layer re-exported
+__all__ = ["ExplainerLike", "InputLike", "explain", "explanations_of", "make_explainer", "prepare",
+           "resolve_targets", "versions"]
 
 
 def explain(

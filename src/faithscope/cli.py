@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .tables import FORMATS
+from .units import GRANULARITIES
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -491,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--n-samples", type=_int_at_least(1),
                    help="n_samples for explainers that have it")
     e.add_argument("--n-steps", type=_int_at_least(1), help="n_steps for explainers that have it")
-    e.add_argument("--granularity", choices=("token", "word"), default="word")
+    e.add_argument("--granularity", choices=GRANULARITIES, default="word")
     e.add_argument("--target", default=None, help="predicted (default), all, index or label")
     e.add_argument("--target-fn", default=None,
                    help="prob (default), logit, log_prob or contrast; with --prompt a target of "
@@ -544,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--explainers", nargs="+", default=["integrated_gradients", "lime"])
     ev.add_argument("--metrics", nargs="+", default=["aopc_comprehensiveness",
                     "aopc_sufficiency", "flip_rate"])
-    ev.add_argument("--granularity", choices=("token", "word"), default="word")
+    ev.add_argument("--granularity", choices=GRANULARITIES, default="word")
     ev.add_argument("--mask", default="delete", help="operator of removal metrics: delete "
                     "(default, as ERASER and ferret), mask, pad or unk")
     ev.add_argument("--n-boot", type=_int_at_least(1), default=1000,

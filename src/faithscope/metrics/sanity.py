@@ -51,6 +51,7 @@ from .._lazy import lazy_import
 from ..explainers.base import Explainer, Prepared
 from ..explanation import Explanation
 from ..models.adapter import InputError, ModelAdapter
+from ..models.surgery import parameter_groups, randomized
 from ..registry import metrics
 from ..targets import get_target
 from .analysis import SIMILARITIES, Analysis, Values, nan_to_none, similarity
@@ -74,7 +75,7 @@ def randomization_steps(adapter: ModelAdapter, mode: str = "cascading", *, head:
     """
     if mode not in MODES:
         raise InputError(f"randomization mode must be one of {MODES}, got {mode!r}")
-    groups = adapter.parameter_groups()
+    groups = parameter_groups(adapter)
     layers = [g for g in groups if g.startswith("layer ")]
     order = (["head"] if head and "head" in groups else []) + layers[::-1]
     order += ["embeddings"] if embeddings and groups.get("embeddings") else []
@@ -114,7 +115,7 @@ class _Randomization(Analysis):
                                     embeddings=self.embeddings)
         sims = np.full((len(items), len(steps)), np.nan)
         for s, (_, groups) in enumerate(steps):
-            with adapter.randomized(groups, seed=self.seed):
+            with randomized(adapter, groups, seed=self.seed):
                 torch.manual_seed(items[0].seed)
                 scores, _ = explainer.attribute(adapter, items, fn)
             for i, (e, sc) in enumerate(zip(explanations, scores, strict=True)):
