@@ -100,3 +100,28 @@ def test_named_rules(rule):
                             target.startswith("faithscope.explainers.")
                             and target not in ("faithscope.explainers.base",
                                                "faithscope.explainers.prepare")), f"{path}:{line}"
+
+
+def test_a_registered_name_is_written_once():
+    """The registry gives each registered class its ``name``; no class repeats it, and
+    variants of one class are registered presets (Registry.preset), not subclasses."""
+    import re
+
+    import faithscope  # noqa: F401  (registers everything)
+    from faithscope.registry import explainers, metrics, targets
+
+    for reg in (explainers, metrics, targets):
+        for key in reg.names():
+            obj = reg.get(key)
+            if isinstance(obj, type):
+                assert obj.name == key, (reg.kind, key)
+    repeated = []
+    for module, path in _modules():
+        text = path.read_text(encoding="utf-8")
+        for key in re.findall(r'@\w+\.register\("([^"]+)"\)', text):
+            if re.search(r'^    name(: ClassVar\[str\])? = "' + re.escape(key) + '"', text, re.M):
+                repeated.append(f"{module}: {key}")
+    assert repeated == [], repeated
+    # presets: one class, several names
+    assert metrics.get("max_sensitivity").__mro__[1] is metrics.get("avg_sensitivity").__mro__[1]
+    assert explainers.build("ensemble_all").name == "ensemble_all"

@@ -241,7 +241,7 @@ def test_an_empty_selection_removes_nothing_by_hand():
             np.testing.assert_array_equal(mk, nothing if not m.keep_top else ~nothing, name)
     same = FULL[None, :]
     assert get_metric("comprehensiveness").from_probs(it, FULL, same) == (0.0, {
-        "k": [0], "values": [0.0]})
+        "k": [0], "values": [0.0], "convention": "eraser"})
     assert get_metric("flip_rate").from_probs(it, FULL, same)[0] == 0.0
     assert get_metric("flip_rate").from_probs(it, FULL, same)[1]["k"] == 0
     v, d = get_metric("deletion_curve").from_probs(it, FULL, same)

@@ -25,6 +25,7 @@ ids are scored directly ("on the same token ids").
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import statistics
@@ -51,10 +52,13 @@ def softmax64(z) -> np.ndarray:
 
 
 class TokenModel:
-    """p(class | token ids) straight from the torch model, cached per id sequence."""
+    """p(class | token ids) straight from a float64 copy of the torch model, one unpadded
+    sequence at a time, cached per id sequence. In float64 the reference is exact to ~1e-15:
+    what remains of a difference is faithscope's float32 inference (padded batches), measured
+    at <= 7.4e-7 on these explanations."""
 
     def __init__(self, adapter):
-        self.model = adapter.model
+        self.model = copy.deepcopy(adapter.model).double().eval()
         self.tok = adapter.tokenizer
         self.cache: dict[tuple[int, ...], np.ndarray] = {}
 
@@ -149,8 +153,11 @@ def explanations(adapter, granularity: str, *, other_class: bool = False):
     for e in exps[::2]:
         out += crafted(e)
     if other_class:  # the class NOT predicted (ferret scores any target)
-        out += fs.explain(adapter, TEXTS, ["leave_one_out"], granularity=granularity,
-                          target=[1 - e.predicted for e in exps[::2]])
+        for text, e in zip(TEXTS, exps[::2], strict=True):
+            (o,) = fs.explain(adapter, [text], ["leave_one_out"], granularity=granularity,
+                              target=1 - e.predicted)
+            assert o.targets == (1 - o.predicted,)
+            out.append(dataclasses.replace(o, example_id=e.example_id, explainer="loo_other"))
     return out
 
 
@@ -201,6 +208,16 @@ def test_k_rules():
              (0.05, 20): (1, 1), (0.29, 100): (29, 29), (0.5, 0): (0, 0)}
     for (f, n), (ceil_k, floor_k) in cases.items():
         assert (n_top(f, n), n_floor(f, n)) == (ceil_k, floor_k), (f, n)
+    # through the metrics: ERASER's bins of 3 units -> k 1 1 1 1 2; ferret's -> 0 0 0 0 1 (the
+    # four empty bins are skipped)
+    it = hand_item([0.3, 0.2, 0.1])
+    assert get_metric("aopc_comprehensiveness").tops(it).sum(1).tolist() == [1, 1, 1, 1, 2]
+    assert get_metric("aopc_comprehensiveness", convention="ferret").tops(it).sum(
+        1).tolist() == [1]
+    # ferret's default bins are np.arange(0.1, 1.1, 0.1): 10 % ... 100 %
+    np.testing.assert_allclose(FERRET_BINS, FERRET_ARANGE, rtol=0, atol=1e-15)
+    assert get_metric("aopc_comprehensiveness", convention="ferret", bins=FERRET_BINS).tops(
+        it).sum(1).tolist() == [1, 2, 3]
 
 
 def test_hand_masks_and_values_differ_by_convention():
@@ -264,7 +281,7 @@ def test_ferret_positive_scores_only_and_fallback():
         assert get_metric(name).masks(neg).shape == (5, 3)
     # by="abs": ranked by |score|, every unit (no positive filter)
     fa = get_metric("comprehensiveness", fraction=0.4, by="abs", convention="ferret")
-    np.testing.assert_array_equal(fa.masks(it), [[False, False, True, True, False]])
+    np.testing.assert_array_equal(fa.masks(it), [[False, False, True, True, True]])  # 0, 1
 
 
 def test_binary_explanations_are_scored_on_their_selection_in_both_conventions():
@@ -338,10 +355,6 @@ def test_ferret_convention_equals_independent_ferret(bert_adapter, prob, token_e
         short = [r.detail for e, r in zip(exps, df.itertuples(), strict=True)
                  if len(e.units) == 3 and e.explainer == "leave_one_out"]
         assert short and all(min(d["bins"], default=1.0) >= 1 / 3 for d in short)
-
-
-def test_ferret_bins_constant_is_ferrets_arange():
-    np.testing.assert_allclose(FERRET_BINS, FERRET_ARANGE, rtol=0, atol=1e-15)
 
 
 # ---------------------------------------------- linear bag of words: exact expectations

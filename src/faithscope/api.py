@@ -39,7 +39,7 @@ from .explainers.prepare import (
     resolve_targets,
 )
 from .explanation import Explanation
-from .models.adapter import InputError
+from .models.adapter import InputError, softmax
 from .models.generative import Generation, is_generative
 from .provenance import versions
 from .registry import targets
@@ -119,7 +119,7 @@ def explain(
             fields=lambda it: dict(
                 example_id=it.example_id, text=it.enc.text, pair=it.enc.pair, units=it.units,
                 targets=it.targets, target_labels=tuple(model.labels[t] for t in it.targets),
-                probs=_softmax(it.logits)),
+                probs=softmax(it.logits).astype(np.float32)),
             granularity=granularity, target_fn=target_fn, model_id=model.model_id,
             model_revision=model.revision)
         for k, e in enumerate(made):
@@ -147,6 +147,4 @@ def _explain_generated(model: Any, inputs: list[Any], exps: list[Explainer], *,
                              target_fn="log_prob" if target_fn is None else target_fn, **kw)
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max())
-    return (z / z.sum()).astype(np.float32)
+

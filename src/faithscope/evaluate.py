@@ -44,7 +44,7 @@ from .explanation import Explanation
 from .metrics.analysis import Analysis, run_analyses
 from .metrics.base import EvalItem, Metric, get_metric
 from .metrics.stats import bootstrap_ci
-from .models.adapter import InputError, ModelAdapter
+from .models.adapter import InputError, ModelAdapter, softmax
 from .models.generative import is_generative
 from .targets import get_target
 
@@ -287,15 +287,13 @@ def _removal_values(
     out: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
     metric_of = dict(model_metrics)
     for (p, rows, _), pr in zip(plans, probs, strict=True):
-        full = _softmax(p.logits)
+        full = softmax(p.logits)
         for i, j, a, b in rows:
             out[(i, j)] = metric_of[j].from_probs(items[i], full, pr[a:b])
     return out
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = np.exp(x - x.max())
-    return z / z.sum()
+
 
 
 def summarize(df: pd.DataFrame, by: Sequence[str] = ("explainer", "metric"), *,

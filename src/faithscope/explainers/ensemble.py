@@ -53,7 +53,8 @@ if TYPE_CHECKING:
 else:
     torch = lazy_import("torch")
 
-NORMALIZATIONS = ("abs", "l1", "rank")
+# "abs": |l1-normalised scores|; "l1", "rank": explanation.normalize
+ENSEMBLE_NORMALIZATIONS = ("abs", "l1", "rank")
 TOP3 = ("lime", "kernel_shap", "integrated_gradients")
 ALL = ("lime", "kernel_shap", "shapley_sampling", "partition_shap", "leave_one_out",
        "integrated_gradients", "gradient", "gradient_x_input", "attention", "attention_rollout")
@@ -82,7 +83,8 @@ def normalize_scores(scores: np.ndarray, kind: str) -> np.ndarray:
         return np.abs(normalize(s, "l1")).astype(np.float64)
     if kind in ("l1", "rank"):
         return normalize(s, kind).astype(np.float64)
-    raise InputError(f"ensemble normalization must be one of {NORMALIZATIONS}, got {kind!r}")
+    raise InputError(f"ensemble normalization must be one of {ENSEMBLE_NORMALIZATIONS}, "
+                     f"got {kind!r}")
 
 
 @explainers.register("ensemble")
@@ -100,8 +102,8 @@ class Ensemble(Explainer):
         if isinstance(self.members, str | bytes) or not isinstance(self.members, Sequence) \
                 or not self.members:
             raise InputError(f"{self.name}: members must be a non-empty list of explainers")
-        if self.normalization not in NORMALIZATIONS:
-            raise InputError(f"{self.name}: normalization must be one of {NORMALIZATIONS}, "
+        if self.normalization not in ENSEMBLE_NORMALIZATIONS:
+            raise InputError(f"{self.name}: normalization must be one of {ENSEMBLE_NORMALIZATIONS}, "
                              f"got {self.normalization!r}")
         if self.weights is not None:
             w = np.asarray(self.weights, dtype=np.float64) if not isinstance(

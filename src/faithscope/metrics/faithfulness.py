@@ -20,9 +20,14 @@ ranking is cut into the top units of a fraction ``f`` of ``n`` units and which b
   than k units, and one with none is skipped); ties to the later unit (``argsort()[-k:][::-1]``
   under a stable sort); a bin whose units equal those of the last bin used is dropped; AOPC is
   the mean over the bins used. With no bin left ferret's fallback applies: comprehensiveness
-  0, sufficiency 1. ``by="abs"`` ranks by |score| without the positive filter. ferret's own
-  default bins are :data:`FERRET_BINS` (10 %, 20 %, ..., 100 %); ``bins`` stays a separate
-  hyper-parameter (default ERASER's), so pass ``bins=FERRET_BINS`` for ferret's defaults.
+  0, sufficiency 1. ``by="abs"`` ranks by |score| and keeps every unit (a faithscope
+  extension: ferret's ``only_pos=False`` ranks signed scores). ferret's own default bins are
+  :data:`FERRET_BINS` (10 %, 20 %, ..., 100 %); ``bins`` stays a separate hyper-parameter
+  (default ERASER's), so pass ``bins=FERRET_BINS`` for ferret's defaults.
+
+Both count k on exact fractions (a product within 1e-9 of an integer is that integer), delete
+whole units, and score the kept token ids directly (ferret decodes them to text and
+re-tokenizes). A binary explanation is scored on its selection in both conventions.
 
 Both score the explained class (``Explanation.targets[0]``; ERASER scores the predicted class,
 the default target; ferret the ``target`` passed). The convention is a hyper-parameter, and
@@ -150,7 +155,6 @@ class _Conventional(_Removal):
 class Comprehensiveness(_Conventional):
     """p(x) - p(x without its top ``fraction`` units); higher = more faithful."""
 
-    name = "comprehensiveness"
     fraction: float = 0.2
 
     def fractions(self) -> tuple[float, ...]:
@@ -162,7 +166,6 @@ class Comprehensiveness(_Conventional):
 class Sufficiency(_Conventional):
     """p(x) - p(only its top ``fraction`` units); lower = more faithful."""
 
-    name = "sufficiency"
     higher_is_better = False
     keep_top = True
     fraction: float = 0.2
@@ -176,7 +179,6 @@ class Sufficiency(_Conventional):
 class AopcComprehensiveness(_Conventional):
     """Comprehensiveness averaged over ``bins`` (ERASER: 1, 5, 10, 20, 50 %)."""
 
-    name = "aopc_comprehensiveness"
     bins: tuple[float, ...] = ERASER_BINS
 
     def fractions(self) -> tuple[float, ...]:
@@ -193,7 +195,6 @@ class AopcComprehensiveness(_Conventional):
 class AopcSufficiency(AopcComprehensiveness):
     """Sufficiency averaged over ``bins`` (ERASER: 1, 5, 10, 20, 50 %)."""
 
-    name = "aopc_sufficiency"
     higher_is_better = False
     keep_top = True
 
@@ -205,7 +206,6 @@ class FlipRate(_Removal):
     its mean over examples is the flip rate. ``rationale=True`` removes the human rationale
     (or planted ground truth) instead of the explainer's top units."""
 
-    name = "flip_rate"
     bounds = (0.0, 1.0)
     reference = "Fayyaz et al. 2024; Chen et al. 2023"
     fraction: float = 0.2
@@ -265,7 +265,6 @@ class DeletionCurve(_Curve):
     """Probability as the top units are removed, up to ``max_fraction``; the value is the
     normalised area under it (AUPC). Lower = the explanation finds what matters sooner."""
 
-    name = "deletion_curve"
     higher_is_better = False
     bounds = (0.0, 1.0)
     reference = "Petsiuk et al. 2018 (RISE); Samek et al. 2017"
@@ -277,7 +276,6 @@ class InsertionCurve(_Curve):
     """Probability as the top units are inserted into an empty input; normalised area.
     Higher = better. The curve starts at the fully masked input."""
 
-    name = "insertion_curve"
     bounds = (0.0, 1.0)
     keep_top = True
     reference = "Petsiuk et al. 2018 (RISE)"
@@ -323,7 +321,7 @@ class PerturbationCurve(_Curve):
     perturb_curve.py`` (``eval_perturb_curve(token_frac=True)``); Samek et al. 2017.
     """
 
-    name = "perturbation_curve"  # bounds (-1, 1) hold for probabilities, not log-probabilities
+    # bounds (-1, 1) hold for probabilities, not log-probabilities
     max_fraction: float = 0.5
     fraction_of: str = "words"
     reference = "Monteiro Paes et al. 2025 (MExGen); ICX360; Samek et al. 2017"

@@ -273,7 +273,7 @@ class ModelAdapter(Chunked):
 
     def predict_proba(self, encs: Sequence[Encoded]) -> np.ndarray:
         logits = self.logits([e.ids[None, :] for e in encs], _types(encs))
-        return _softmax(np.concatenate(logits)) if logits else np.zeros((0, self.num_labels))
+        return softmax(np.concatenate(logits)).astype(np.float32) if logits else np.zeros((0, self.num_labels))
 
     def embedding_gradients(
         self,
@@ -523,10 +523,12 @@ def _pad_special(encs: Sequence[Encoded], chosen: list[int], width: int) -> np.n
     return out
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=-1, keepdims=True)
-    ez = np.exp(z)
-    return (ez / ez.sum(axis=-1, keepdims=True)).astype(np.float32)
+def softmax(x: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (float64), the one used for class probabilities."""
+    z = np.asarray(x, dtype=np.float64)
+    ez = np.exp(z - z.max(axis=-1, keepdims=True))
+    out: np.ndarray = ez / ez.sum(axis=-1, keepdims=True)
+    return out
 
 
 def _infer_max_length(model: Any, tokenizer: Any) -> int:
