@@ -26,8 +26,9 @@ it: the ``top_k`` (or ``top_fraction``) most important *sentences* are split int
 the most important *phrases* (among the phrase-level units) into words, and the mixed-level
 unit set is attributed again after each round. A unit that was not refined keeps its level and
 never jumps two levels down. The Explanation keeps the mixed units; ``Explanation.levels`` names
-each unit's level (``output`` and ``output_ids`` hold the reference output) and ``info["queries"]`` counts the distinct perturbed prompts the model scored
-over all rounds.
+each unit's level (``output`` and ``output_ids`` hold the reference output) and ``info["queries"]`` counts the model queries made: the distinct perturbed
+prompts of each round, summed over the rounds (a prompt scored again in a later round, e.g.
+the full prompt, counts again).
 
 The reference output is the model's own generation (its end-of-sequence token included when it
 stopped by itself, :class:`~faithscope.models.generative.Generation`). An empty output, or a
