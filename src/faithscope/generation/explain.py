@@ -109,10 +109,7 @@ class ScalarizedLM:
     def mask_operator(self, operator: str) -> str:
         """The operator this model applies, whatever the explainer asks (see the module
         docstring): ``delete``, ``unk`` or ``replace``."""
-        if self.replacement == "":
-            return "delete"
-        unk = getattr(getattr(self.lm, "tokenizer", None), "unk_token", None)
-        return "unk" if unk is not None and self.replacement == str(unk) else "replace"
+        return operator_of(self.lm, self.replacement)
 
     def run_explainer(self, exp: Any, items: Sequence[GenItem]) -> Any:
         """Attribute ``items`` with ``exp`` on this model: the gradient family through the
@@ -121,13 +118,9 @@ class ScalarizedLM:
         kernel with this object as its adapter. Ensembles reach their members through here."""
         if not exp.uses_model_internals:
             return exp.attribute(self, items, self.scalarizer)
-        scal = self.scalarizer
-        if exp.name not in GRADIENT_EXPLAINERS or not isinstance(scal, LogProb) or \
-                isinstance(scal, SummaryProb):
-            raise InputError(f"on generated text, model-internal explainers are "
-                             f"{GRADIENT_EXPLAINERS} with the log_prob target")
+        check_internal(exp, self.scalarizer)
         cache = self._gradients.setdefault(repr(exp), {})
-        return gradient_scores(self.lm, items, exp, scal, cache=cache)
+        return gradient_scores(self.lm, items, exp, self.scalarizer, cache=cache)
 
     def score_unit_masks(self, items: Sequence[GenItem], masks: Sequence[np.ndarray]
                          ) -> list[np.ndarray]:
@@ -184,6 +177,24 @@ def _short(text: str, n: int = 60) -> str:
     return repr(text if len(text) <= n else text[: n - 1] + "\u2026")
 
 
+def operator_of(lm: Any, replacement: str) -> str:
+    """The operator a replacement text applies: ``delete`` (empty), ``unk`` (the tokenizer's
+    unk token) or ``replace`` (any other text)."""
+    if replacement == "":
+        return "delete"
+    unk = getattr(getattr(lm, "tokenizer", None), "unk_token", None)
+    return "unk" if unk is not None and replacement == str(unk) else "replace"
+
+
+def check_internal(explainer: Any, scalarizer: Scalarizer) -> None:
+    """On generated text, the model-internal explainers are the gradient family of a
+    log-probability target (log_prob, contrast) of the explained model."""
+    if explainer.name not in GRADIENT_EXPLAINERS or not isinstance(scalarizer, LogProb) or \
+            isinstance(scalarizer, SummaryProb):
+        raise InputError(f"on generated text, model-internal explainers are "
+                         f"{GRADIENT_EXPLAINERS} with the log_prob target")
+
+
 def perturbation_operator(lm: Any, explainer: Any, replacement: str | None
                           ) -> tuple[str, str]:
     """``(operator, replacement text)`` that removes a unit from a prompt: ``("delete", "")``
@@ -198,9 +209,7 @@ def perturbation_operator(lm: Any, explainer: Any, replacement: str | None
         if op in ("unk", "pad"):
             raise InputError(f"{explainer.name}: give either mask={op!r} or replacement=, "
                              "not both")
-        if replacement == "":
-            return "delete", ""
-        return ("unk" if unk is not None and replacement == str(unk) else "replace"), replacement
+        return operator_of(lm, replacement), replacement
     if op in (None, "mask", "delete"):
         return "delete", ""
     if op == "unk":
@@ -259,10 +268,8 @@ def explain_generated(
     ops = [("none", "") if exp.uses_model_internals else
            perturbation_operator(lm, exp, replacement) for exp in explainers]
     for exp in explainers:
-        if exp.uses_model_internals and (exp.name not in GRADIENT_EXPLAINERS or not isinstance(
-                scal, LogProb) or isinstance(scal, SummaryProb)):
-            raise InputError(f"on generated text, model-internal explainers are "
-                             f"{GRADIENT_EXPLAINERS} with the log_prob target")
+        if exp.uses_model_internals:
+            check_internal(exp, scal)
     texts = [p for _, p in prompts]
     refs = list(references) if references is not None else lm.generate(texts)
     if len(refs) != len(prompts):
