@@ -20,7 +20,8 @@ LAYERS = {
     4: ("evaluate", "api", "render", "tables"),
     5: ("studies",),
     6: ("report",),
-    7: ("demo", "cli", "__main__"),
+    7: ("audits",),
+    8: ("demo", "cli", "__main__"),
 }
 LAYER_OF = {name: k for k, names in LAYERS.items() for name in names}
 

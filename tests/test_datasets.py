@@ -51,6 +51,9 @@ FIXTURES = [
     ("hf", {"path": DATA / "multinli" / "validation_matched.jsonl", "text_column": "premise",
             "pair_column": "hypothesis"}, 10, ("0", "1", "2")),
     ("prompts", {}, 30, ()),  # the bundled prompts of generation studies: unlabelled
+    ("planted", {"base": "esnli"}, 30, ("entailment", "neutral", "contradiction")),
+    ("examples", {"path": DATA / "examples" / "esnli_six.jsonl"}, 6,
+     ("entailment", "neutral", "contradiction")),
 ]
 
 
@@ -74,11 +77,12 @@ def marked_words(ex: Example) -> list[str]:
 # ------------------------------------------------------------------ registry and common API
 def test_every_loader_registered_with_keyword_only_common_arguments():
     assert set(datasets.names()) == {"sst2", "sst2_planted", "esnli", "cose", "eraser",
-                                     "hatexplain", "hf", "multinli", "prompts"}
+                                     "hatexplain", "hf", "multinli", "prompts", "planted", "examples"}
     assert {f[0] for f in FIXTURES} == set(datasets.names())
     for name in datasets.names():
         params = inspect.signature(datasets.get(name)).parameters
-        assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values()), name
+        assert all(p.kind in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD)
+                   for p in params.values()), name
         assert set(COMMON) <= set(params), name
         assert params["split"].default == "dev" and params["skip_bad"].default is False
 
@@ -99,7 +103,7 @@ def test_fixture_loads(data_env, name, kwargs, count, labels):
     # n, shuffle, seed
     if count >= 4:
         first = load_dataset(name, **kwargs, n=3)
-        assert [e.id for e in first] == [e.id for e in ds[:3]] or name == "sst2_planted"
+        assert [e.id for e in first] == [e.id for e in ds[:3]] or name in ("sst2_planted", "planted")
         a = load_dataset(name, **kwargs, shuffle=True, seed=5)
         b = load_dataset(name, **kwargs, shuffle=True, seed=5)
         assert [e.id for e in a] == [e.id for e in b]

@@ -37,9 +37,11 @@ from faithscope.registry import metrics as metric_registry
 from helpers import ASSETS, INPUTS
 
 # every registered metric that draws random numbers (greps of src/faithscope/metrics for
-# rng / random / noise / seed): noise or a deleted unit per sample, random model weights
+# rng / random / noise / seed): noise or a deleted unit per sample, random model weights, a
+# stochastic explainer re-run under another sampling seed
 SAMPLING_METRICS = ["max_sensitivity", "avg_sensitivity", "max_sensitivity_word",
-                    "avg_sensitivity_word", "randomization", "randomization_independent"]
+                    "avg_sensitivity_word", "randomization", "randomization_independent",
+                    "sampling_stability"]
 FAST_METRICS: dict[str, dict[str, Any]] = {m: {"n_samples": 3} for m in SAMPLING_METRICS[:4]}
 
 STOCHASTIC = [n for n in explainer_registry.names()
@@ -107,7 +109,8 @@ def test_the_list_of_sampling_metrics_is_complete():
     """A registered metric with a seed or a number of samples draws random numbers: it must be
     checked below."""
     sampling = {n for n in metric_registry.names()
-                if {"seed", "n_samples"} & {f.name for f in fields(metric_registry.get(n))}}
+                if {"seed", "n_samples", "offset"} & {f.name for f in
+                                                      fields(metric_registry.get(n))}}
     assert sampling == set(SAMPLING_METRICS)
 
 

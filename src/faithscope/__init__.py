@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from . import explainers, metrics, targets  # noqa: E402  (registers everything)
 from .api import explain, make_explainer, prepare  # noqa: E402
+from .audits import audit  # noqa: E402
 from .data import Example  # noqa: E402
 from .evaluate import evaluate, summarize  # noqa: E402
 from .explanation import Explanation, load_explanations, save_explanations  # noqa: E402
@@ -14,6 +15,6 @@ from .models.ling import LingLR  # noqa: E402
 from .registry import Registry  # noqa: E402
 
 __all__ = ["Example", "Explanation", "InputError", "LingLR", "ModelAdapter", "Registry",
-           "__version__", "evaluate", "explain", "explainers", "load_explanations", "load_model",
+           "__version__", "audit", "evaluate", "explain", "explainers", "load_explanations", "load_model",
            "make_explainer", "metrics", "prepare", "save_explanations", "seed_stability",
            "summarize", "targets"]

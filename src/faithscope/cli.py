@@ -463,6 +463,28 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace, console: Console) -> int:
+    from pathlib import Path
+
+    from .audits import audit
+
+    if args.out and Path(args.out).is_file():
+        raise ValueError(f"--out {args.out}: is a file; give a folder for the audit")
+    _check_device(args.device)
+    params: dict[str, Any] = {"path": args.data_path} if args.data_path else {}
+    result = audit(args.model, args.data, split=args.split, n=args.n,
+                   explainers=args.explainers, budget=args.budget, planted=args.planted,
+                   train_split=args.train_split, rank_by=args.rank_by, out=args.out,
+                   data_params=params, device=args.device, seed=args.seed,
+                   max_length=args.max_length, console=console)
+    if args.out:
+        console.print(f"wrote {args.out}/audit.json and {args.out}/audit.html", highlight=False)
+    else:
+        console.print(f"(audit study cached in {result.study_dir}; --out DIR writes audit.json "
+                      "and audit.html)", highlight=False)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from .demo import run_demo
 
@@ -587,6 +609,30 @@ def build_parser() -> argparse.ArgumentParser:
                     "report.html)")
     rp.add_argument("--figures", metavar="DIR", help="also export every figure as PNG and SVG")
     rp.set_defaults(func=cmd_report)
+    a = sub.add_parser("audit", help="which explainer to trust on this model, and why: every "
+                       "applicable explainer measured and judged by a stated rule")
+    a.add_argument("--model", required=True, help="fine-tuned classifier or generative LM "
+                   "(local folder, pkg: path or hub id)")
+    a.add_argument("--data", required=True, help="registered dataset name or a data file")
+    a.add_argument("--data-path", help="file or folder of the dataset (default: "
+                   "$FAITHSCOPE_DATA)")
+    a.add_argument("--split", default="dev")
+    a.add_argument("--n", type=_int_at_least(1), default=None,
+                   help="examples audited (default: the budget's)")
+    a.add_argument("--explainers", nargs="+", default=None,
+                   help="default: every explainer that applies to the model")
+    a.add_argument("--budget", choices=("fast", "standard", "thorough"), default="fast")
+    a.add_argument("--planted", action="store_true", help="also fine-tune a copy on the data "
+                   "with a planted label word and check which explainers find it")
+    a.add_argument("--train-split", default="train", help="training split of --planted")
+    a.add_argument("--rank-by", default="aopc_comprehensiveness",
+                   help="metric that ranks the explainers that pass the gates")
+    a.add_argument("--out", help="folder for the audit (study, audit.json, audit.html); "
+                   "rerunning with the same --out resumes")
+    a.add_argument("--device", default="auto")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--max-length", type=_int_at_least(8), default=128)
+    a.set_defaults(func=cmd_audit)
     d = sub.add_parser("demo", help="offline demo: a small study (fine-tune MiniLM on SST-2, explain, evaluate)")
     d.add_argument("--n-examples", type=_int_at_least(1), default=10,
                    help="dev sentences explained")

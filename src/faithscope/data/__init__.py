@@ -1,7 +1,9 @@
 """Datasets: the Example and Dataset types, readers, and the registered dataset loaders.
 
 Loaders (``faithscope.registry.datasets``, or :func:`load_dataset`): ``sst2``,
-``sst2_planted``, ``esnli``, ``cose``, ``eraser``, ``hatexplain``, ``hf``, ``multinli``,
+``sst2_planted``, ``planted`` (a planted feature in any of them), ``examples`` (saved with
+``save_examples``), ``esnli``, ``cose``,
+``eraser``, ``hatexplain``, ``hf``, ``multinli``,
 ``prompts`` (unlabelled prompts for generation studies). Each
 takes keyword-only ``path`` (default ``$FAITHSCOPE_DATA/<folder>``), ``split``, ``n``, ``seed``,
 ``shuffle`` and ``skip_bad`` and returns a :class:`Dataset`.
@@ -14,7 +16,7 @@ Example
 ('sst2', 'dev', 3, ('negative', 'positive'))
 """
 
-from . import cose, eraser, esnli, hatexplain, hf, prompts, sst2  # noqa: F401  (registers the loaders)
+from . import cose, eraser, esnli, hatexplain, hf, planted, prompts, saved, sst2  # noqa: F401  (registers the loaders)
 from .core import ENV_VAR, Dataset, load_dataset, rationale_mask
 from .example import Example, Span, normalize_spans, rationale_texts
 from .readers import DataError, bundled_sst2, iter_rows, read_table

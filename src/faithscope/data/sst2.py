@@ -23,11 +23,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..registry import datasets
 from .core import Collector, Dataset, RowError, check_n, data_root, label_index, ordered
 from .example import Example
+from .planted import plant
 from .readers import DataError, iter_rows, row_problem
 
 LABELS = ("negative", "positive")
@@ -116,21 +115,8 @@ def sst2_planted(*, path: str | Path | None = None, split: str = "dev", n: int |
         raise ValueError(f"words must be two non-empty words, got {words!r}")
     base, col, files = _load(path, split, bundled, skip_bad, "sst2_planted")
     base = ordered(base, shuffle=shuffle, seed=seed)[:n]
-    rng = np.random.default_rng(seed)
-    old = np.asarray([ex.label for ex in base], dtype=np.int64)
-    new = old[rng.permutation(len(old))]
-    k = int(round(fraction * len(base)))
-    chosen = set(rng.choice(len(base), size=k, replace=False).tolist()) if base else set()
-    out = []
-    for i, (ex, y) in enumerate(zip(base, new.tolist(), strict=True)):
-        meta = {"planted": i in chosen, "original_label": ex.label, "ground_truth": True}
-        if i in chosen:
-            text = f"{ex.text} {words[y]}"
-            rationale: tuple[tuple[int, int, int], ...] = ((0, len(ex.text) + 1, len(text)),)
-        else:
-            text, rationale = ex.text, ()
-        out.append(Example(id=ex.id.replace("sst2-", "sst2p-", 1), text=text, label=int(y),
-                           rationale=rationale, meta=meta))
+    out = plant(base, words, fraction=fraction, seed=seed, id_prefix=("sst2-", "sst2p-"))
+    k = sum(bool(e.meta["planted"]) for e in out)
     return col.finish(split, out, LABELS, files, bundled=bundled, rationale="planted",
                       fraction=fraction, n_planted=k, words=list(words), seed=seed)
 

@@ -19,6 +19,7 @@ Example
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -54,6 +55,14 @@ class Chunked:
 
     _batch: int
     stats: AdapterStats
+
+    def save(self, path: str | os.PathLike[str]) -> str:
+        """Write the model and its tokenizer as a Hugging Face checkpoint folder (what
+        ``load_model`` / ``load_generative`` read back); returns the folder."""
+        out = os.fspath(path)
+        getattr(self, "model").save_pretrained(out)  # noqa: B009  (fields of the subclasses)
+        getattr(self, "tokenizer").save_pretrained(out)  # noqa: B009
+        return out
 
     def plan_chunks(self, lengths: np.ndarray) -> np.ndarray:
         return np.argsort(lengths, kind="stable")

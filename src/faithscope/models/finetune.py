@@ -187,7 +187,9 @@ def cache_key(base: ModelAdapter, train: Sequence[Example], recipe: Recipe,
 
 
 def accuracy(adapter: ModelAdapter, data: Sequence[Example]) -> float:
-    """Accuracy on labelled examples (one batched pass through the adapter)."""
+    """Accuracy on the labelled examples of ``data`` (one batched pass through the adapter);
+    NaN when none is labelled."""
+    data = [ex for ex in data if ex.label is not None]
     if not data:
         return float("nan")
     encs = [adapter.encode(ex.text, ex.pair) for ex in data]

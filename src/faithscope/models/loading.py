@@ -163,12 +163,15 @@ def load_model(
     seed: int = 0,
     attn_implementation: str | None = "eager",
     tokenizer: Any = None,
+    require_head: bool = False,
 ) -> ModelAdapter:
     """Load a sequence classifier (or an encoder plus a new head) and wrap it in an adapter.
 
     ``attn_implementation="eager"`` lets attention explainers read attention weights; pass
     ``"sdpa"`` for speed when only gradients or perturbations are needed (the adapter switches to
     eager temporarily when attentions are asked for, where the model supports it).
+    ``require_head``: refuse (ModelLoadError) a checkpoint without a trained sequence
+    classification head instead of adding a new, randomly initialised one.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -184,6 +187,11 @@ def load_model(
         raise load_failure(name, err, local=is_local) from None
     n = len(labels) if labels else num_labels
     has_head = any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
+    if require_head and not has_head:
+        archs = ", ".join(config.architectures or []) or "none named"
+        raise ModelLoadError(f"{name!r} has no classification head (architectures: {archs}); "
+                             "fine-tune it on labelled data first, or point at a fine-tuned "
+                             "checkpoint")
     kw: dict[str, Any] = {"revision": revision, "dtype": getattr(torch, DTYPES[dtype])}
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation

@@ -73,17 +73,23 @@ def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "
               address: str | None = None, max_examples: int | None = None,
               console: Console | None = None, device: str | None = None,
               on_unit: Callable[[Unit, float], None] | None = None,
-              checkpoints: str | os.PathLike[str] | None = None) -> Plan:
+              checkpoints: str | os.PathLike[str] | None = None,
+              keep_going: bool = False) -> Plan:
     """Run (or resume) ``spec`` into the study directory/URL ``out``; returns the plan.
 
     ``checkpoints``: folder for fine-tuned checkpoints (content-addressed, shared between
     studies, e.g. the user cache); default the study's ``checkpoints/`` (local stores) or the
-    user cache (remote stores).
+    user cache (remote stores). ``keep_going`` (local executor): an explain or metrics unit
+    that raises is reported and recorded in the manifest run's ``failed`` list (key, stage,
+    model, dataset, explainer, error), the units that need its result are skipped, and the
+    rest of the study runs; a rerun tries the failed units again.
     """
     from ..provenance import versions
 
     if executor not in EXECUTORS:
         raise InputError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if keep_going and executor != "local":
+        raise InputError("keep_going is available with the local executor only")
     console = console or Console()
     spec = spec.with_max_examples(max_examples)
     store = Store(out)
@@ -120,12 +126,13 @@ def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "
             if on_unit:
                 on_unit(u, rt)
 
+        failed: dict[str, dict[str, Any]] = {}
         if executor == "local":
-            _run_local(plan, todo, worker, console, done)
+            _run_local(plan, todo, worker, console, done, failed if keep_going else None)
         else:
             _run_ray(plan, todo, spec, store, address, device, console, done, ckpt)
         run.update({"finished": time.time(), "units_run": len(runtimes),
-                    "runtime_s": sum(runtimes.values())})
+                    "runtime_s": sum(runtimes.values()), "failed": list(failed.values())})
         store.write_json("manifest.json", manifest)
     return plan
 
@@ -240,8 +247,16 @@ class _StepBar:
             self.bar.update(self.task, visible=False)
 
 
+def _failure(u: Unit, error: str) -> dict[str, Any]:
+    return {"key": u.key, "stage": u.stage, "model": u.model, "seed": u.seed,
+            "dataset": u.dataset, "explainer": u.explainer, "shard": u.shard, "error": error}
+
+
 def _run_local(plan: Plan, todo: dict[str, list[Unit]], worker: Worker, console: Console,
-               done: Callable[[Unit, float], None]) -> None:
+               done: Callable[[Unit, float], None],
+               failed: dict[str, dict[str, Any]] | None = None) -> None:
+    """Run the units of ``todo`` stage by stage; with ``failed`` (keep going), explain and
+    metrics units that raise are recorded there and their dependants skipped."""
     units = plan.by_key()
     lines = _Lines(console)
     with _progress(console) as bar:
@@ -259,7 +274,21 @@ def _run_local(plan: Plan, todo: dict[str, list[Unit]], worker: Worker, console:
                         bar.update(tasks[stage], info=info)
                         if steps is not None and stage == "finetune":
                             steps.start(label)
-                        rt = worker.run(u, units)
+                        if failed is not None and u.parent in failed:
+                            failed[u.key] = _failure(u, failed[u.parent]["error"])
+                            bar.advance(tasks[stage])
+                            continue
+                        try:
+                            rt = worker.run(u, units)
+                        except Exception as err:  # noqa: BLE001  (reported, the study goes on)
+                            if failed is None or stage not in ("explain", "metrics"):
+                                raise
+                            msg = f"{type(err).__name__}: {str(err).strip().splitlines()[0]}" \
+                                if str(err).strip() else type(err).__name__
+                            failed[u.key] = _failure(u, msg)
+                            console.print(Text(f"failed: {stage} {info}: {msg}", style="red"))
+                            bar.advance(tasks[stage])
+                            continue
                         if steps is not None and stage == "finetune":
                             steps.stop()
                         done(u, rt)

@@ -135,6 +135,11 @@ def generation_identity(spec: StudySpec) -> list[Any]:
 
 
 def train_identity(d: DatasetSpec) -> dict[str, Any]:
+    """What a fine-tuned model depends on (a model used as is, ``finetune: false``, only on
+    the data its accuracy is measured on; keys of fine-tuning studies are unchanged)."""
+    if not d.finetune:
+        return {"name": d.name, "finetune": False, "seed": d.seed, "params": d.params,
+                "accuracy_on": [d.split, max(d.n, d.accuracy_n)]}
     return {"name": d.name, "train_split": d.train_split, "train_n": d.train_n,
             "val_split": d.val_split, "val_n": d.val_n, "seed": d.seed, "params": d.params,
             "accuracy_on": [d.split, max(d.n, d.accuracy_n)]}
@@ -159,7 +164,8 @@ def plan_study(spec: StudySpec, n_examples: Mapping[str, int]) -> Plan:
         for seed in spec.seeds:
             for d in spec.datasets:
                 recipe = _recipe(spec, m, seed)
-                ft = content_key("finetune", m.name, model_identity(m), recipe, train_identity(d),
+                ft = content_key("finetune", m.name, model_identity(m),
+                                 recipe if d.finetune else None, train_identity(d),
                                  spec.max_length)
                 units.append(Unit(stage="finetune", key=ft, model=m.name, seed=seed,
                                   dataset=d.name, params={"recipe": recipe}))
@@ -177,9 +183,11 @@ def plan_study(spec: StudySpec, n_examples: Mapping[str, int]) -> Plan:
                                                              "explainer": asdict(e)}))
                         metrics = list(spec.metrics if d.metrics is None else d.metrics)
                         if metrics:
+                            caps = {x: d.metric_n[x] for x in metrics if x in d.metric_n}
                             mk = content_key("metrics", ex, metrics,
                                              *([] if m.kind == "generative" else
                                                [{"operator": spec.operator}]),
+                                             *([{"metric_n": caps}] if caps else []),
                                              {"code": [code_digest("metrics", x)
                                                        for x in metrics]})
                             units.append(Unit(stage="metrics", key=mk, model=m.name, seed=seed,

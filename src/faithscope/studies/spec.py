@@ -95,6 +95,12 @@ class DatasetSpec:
     params: dict[str, Any] = field(default_factory=dict)  # extra loader arguments
     metrics: tuple[str, ...] | None = None  # replaces the study's metric list for this dataset
     accuracy_n: int = 1000  # accuracy is measured on the first max(n, accuracy_n) examples
+    # False: the model is used as it is on this dataset (already fine-tuned for it; no
+    # training), True: a copy is fine-tuned on the training split
+    finetune: bool = True
+    # metric -> k: that metric scores only the first k evaluation examples (e.g. the costly
+    # analyses: randomization re-runs the explainer once per layer)
+    metric_n: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,6 +392,14 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
         if d.get("metrics") is not None:
             d = {**d, "metrics": _metrics(_typed(d["metrics"], list, f"{p}.metrics", loc),
                                           f"{p}.metrics", loc)}
+        if "finetune" in d:
+            _typed(d["finetune"], bool, f"{p}.finetune", loc)
+        if "metric_n" in d:
+            caps = _typed(d["metric_n"], dict, f"{p}.metric_n", loc)
+            _metrics(list(caps), f"{p}.metric_n", loc)
+            for key, k in caps.items():
+                if _typed(k, int, f"{p}.metric_n.{key}", loc) < 1:
+                    raise loc.err(f"{p}.metric_n.{key}", f"{p}.metric_n.{key} must be >= 1")
         dsets.append(DatasetSpec(**d))
     explainers_ = tuple(_explainer(e, f"explainers[{i}]", loc)
                         for i, e in enumerate(_typed(raw["explainers"], list, "explainers", loc)))

@@ -72,6 +72,7 @@ class Worker:
     _data: dict[tuple[str, str], Dataset] = field(default_factory=dict)
     _model: tuple[str, Any] | None = None
     _kinds: dict[str, str] = field(default_factory=dict)
+    _rows: dict[str, float] = field(default_factory=dict)  # cost of the last explain unit
 
     # ---------------------------------------------------------------- lookups
     def model_spec(self, name: str) -> ModelSpec:
@@ -131,6 +132,12 @@ class Worker:
         row: Any = None
         if self.store.status("finetune", key, verify=False) == "done":
             row = self.store.read_shard("finetune", key).iloc[0]
+        dataset = unit.dataset if unit is not None else row["dataset"] if row is not None else None
+        if dataset is not None and not self.dataset_spec(dataset).finetune:
+            adapter = self._load_as_is(self.model_spec(name or row["model"]),
+                                       self.dataset_spec(dataset))
+            self._model = (key, adapter)
+            return adapter
         checkpoint = self._checkpoint_path(row["checkpoint"]) if row is not None else None
         if row is not None and checkpoint is not None and checkpoint.exists():
             adapter = load_model(str(checkpoint), device=self._device,
@@ -163,6 +170,20 @@ class Worker:
                 "or delete the study's finetune shard to retrain everything after it")
         warnings.warn(f"the checkpoint of {where} was missing and was trained again; the "
                       f"retrained model has the recorded accuracy ({acc:.4f})", stacklevel=2)
+
+    def _load_as_is(self, m: ModelSpec, d: DatasetSpec) -> ModelAdapter:
+        """A classifier already fine-tuned for ``d`` (``finetune: false``): loaded as it is;
+        it must have a trained classification head with one output per label of ``d``."""
+        adapter = load_model(m.source(), device=self._device, dtype=m.dtype, revision=m.revision,
+                             max_batch_size=self.spec.max_batch_size,
+                             max_length=self.spec.max_length, require_head=True)
+        labels = self.data(d, "eval").labels
+        if labels and adapter.num_labels != len(labels):
+            raise InputError(f"model {m.name!r} has {adapter.num_labels} output classes, but "
+                             f"{d.name} has {len(labels)} labels ({', '.join(labels)}); use a "
+                             "model fine-tuned on this dataset's labels, in the same order")
+        adapter.model_id = self._base_id(m)
+        return adapter
 
     def _train(self, unit: Unit) -> tuple[ModelAdapter, dict[str, Any]]:
         m, d = self.model_spec(unit.model), self.dataset_spec(unit.dataset)
@@ -210,9 +231,17 @@ class Worker:
     def run_finetune(self, unit: Unit) -> pd.DataFrame:
         if self.generative(unit):
             return self._record_generative(unit)
-        adapter, info = self._train(unit)
-        self._model = (unit.key, adapter)
         d = self.dataset_spec(unit.dataset)
+        if not d.finetune:
+            t0 = time.perf_counter()
+            adapter = self._load_as_is(self.model_spec(unit.model), d)
+            info: dict[str, Any] = {
+                "path": "", "val_history": [], "best_epoch": None, "epochs_run": 0,
+                "n_train": 0, "train_seconds": 0.0, "cached": False,
+                "load_seconds": time.perf_counter() - t0}
+        else:
+            adapter, info = self._train(unit)
+        self._model = (unit.key, adapter)
         ev = self.data(d, "accuracy")
         t0 = time.perf_counter()
         acc = accuracy(adapter, list(ev.examples))
@@ -223,7 +252,8 @@ class Worker:
             "model_source": self._base_id(m),
             "model_from": "hub" if m.hub and self._base_id(m) == m.hub else "path",
             "model_id": adapter.model_id,
-            "revision": adapter.revision, "checkpoint": self._checkpoint_record(info["path"]),
+            "revision": adapter.revision,
+            "checkpoint": self._checkpoint_record(info["path"]) if info["path"] else "",
             "params_m": m.size if m.size is not None else n_params(adapter) / 1e6,
             "architecture": type(adapter.model).__name__,
             "accuracy": acc, "eval_split": d.split, "n_accuracy": len(ev),
@@ -232,7 +262,7 @@ class Worker:
             "best_epoch": info.get("best_epoch"), "epochs_run": info.get("epochs_run"),
             "n_train": info.get("n_train"), "train_seconds": info.get("train_seconds"),
             "cached": bool(info.get("cached")), "labels": json.dumps(list(ev.labels)),
-            "accuracy_seconds": acc_seconds,
+            "accuracy_seconds": acc_seconds, "finetuned": bool(d.finetune),
         }])
 
     def _record_generative(self, unit: Unit) -> pd.DataFrame:
@@ -277,9 +307,17 @@ class Worker:
         adapter = self.finetuned(unit.parent or "")
         e = unit.params["explainer"]
         extra = self.generation_kwargs(unit) if self.generative(unit) else {}
+        stats = getattr(adapter, "stats", None)
+        before = (stats.forward_rows, stats.backward_rows) if stats is not None else (0, 0)
+        t0 = time.perf_counter()
         exps = explain(adapter, self.examples(unit), [(e["name"], e["params"])],
                        granularity=self.spec.granularity, target_fn=self.spec.target_fn,
                        seed=unit.seed, **extra)
+        # the explainer's own time and model rows (recorded in the shard's metadata)
+        self._rows = {"explain_seconds": time.perf_counter() - t0}
+        if stats is not None:
+            self._rows.update(forward_rows=stats.forward_rows - before[0],
+                              backward_rows=stats.backward_rows - before[1])
         return explanations_table(exps)
 
     def run_metrics(self, unit: Unit, explain_unit: Unit) -> pd.DataFrame:
@@ -292,8 +330,20 @@ class Worker:
         metrics = applicable_metrics(unit.params["metrics"], examples, generative=generative)
         extra = ({"target_fn": self.spec.target_fn} if generative else
                  {"operator": self.spec.operator})
-        df = evaluate(exps, adapter, metrics, examples=examples, random=False, seed=unit.seed,
-                      **extra)
+        d = self.dataset_spec(unit.dataset)
+        lo = unit.params["range"][0]
+        frames = []
+        for cap in sorted({d.metric_n.get(m) for m in metrics}, key=lambda c: c or 1 << 62):
+            group = [m for m in metrics if d.metric_n.get(m) == cap]
+            keep = len(examples) if cap is None else max(0, min(len(examples), cap - lo))
+            if keep == 0:
+                continue
+            ids = {ex.id for ex in examples[:keep]}
+            frames.append(evaluate([e for e in exps if e.example_id in ids], adapter, group,
+                                   examples=examples[:keep], random=False, seed=unit.seed,
+                                   **extra))
+        df = pd.concat(frames, ignore_index=True) if frames else evaluate(
+            [], adapter, metrics, examples=examples, random=False, seed=unit.seed, **extra)
         df["detail"] = df["detail"].map(lambda d: json.dumps(d, default=float))
         df["correct"] = df["correct"].astype("boolean")
         df["label"] = df["label"].astype("Int64")
@@ -308,6 +358,7 @@ class Worker:
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.reset_peak_memory_stats()
+        self._rows = {}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             df = self._run(unit, units)
@@ -320,7 +371,7 @@ class Worker:
         self.store.write_shard(unit.stage, unit.key, df, runtime_s=runtime,
                                extra={"model": unit.model, "seed": unit.seed,
                                       "dataset": unit.dataset, "explainer": unit.explainer,
-                                      "truncation_warnings": truncated,
+                                      "truncation_warnings": truncated, **self._rows,
                                       "retrained": retrained,
                                       "peak_rss_mb": _peak_rss_mb(),
                                       "cuda_peak_mb": (torch.cuda.max_memory_allocated() / 2**20
