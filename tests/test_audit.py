@@ -258,3 +258,31 @@ def test_generative_model_audit_measures_what_applies(tmp_path):
     with pytest.raises(fs.InputError, match="generative"):
         fs.audit(str(ASSETS / "stories260K"), "prompts", n=3, explainers=["gradient"],
                  planted=True, out=tmp_path / "p", quiet=True)
+
+
+def test_study_uses_a_model_as_is_and_caps_costly_metrics(tiny_dir, tmp_path):
+    """The study features an audit stands on: ``finetune: false`` (the model as it is, its
+    accuracy recorded, no training) and ``metric_n`` (a metric scored on the first k examples
+    only), both from YAML."""
+    from faithscope.studies import open_study, parse_spec, run_study
+    from faithscope.studies.spec import SpecError
+
+    spec = parse_spec(f"""
+name: caps
+models: [{{name: m, path: {tiny_dir}}}]
+datasets:
+  - {{name: sst2, n: 4, finetune: false, params: {{path: {DATA / 'sst2'}}},
+     metric_n: {{sufficiency: 2}}}}
+explainers: [gradient]
+metrics: [comprehensiveness, sufficiency]
+""")
+    run_study(spec, tmp_path / "s", console=None)
+    study = open_study(tmp_path / "s")
+    rows = study.metrics()
+    counts = rows[rows.explainer == "gradient"].groupby("metric").size().to_dict()
+    assert counts == {"comprehensiveness": 4, "sufficiency": 2}
+    m = study.models().iloc[0]
+    assert not m["finetuned"] and m["train_seconds"] == 0 and 0 <= m["accuracy"] <= 1
+    with pytest.raises(SpecError, match="metric_n"):
+        parse_spec("name: x\nmodels: [{name: m, hub: a/b}]\ndatasets: [{name: sst2, "
+                   "metric_n: {sufficiency: 0}}]\nexplainers: [gradient]\n")

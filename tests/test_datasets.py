@@ -511,3 +511,27 @@ def test_malformed_rows_raise_or_are_skipped(tmp_path, name, folder, file, line,
         ds = load_dataset(name, path=root, skip_bad=True, **kwargs)
     n_bad = 1 if file.endswith(".csv") else 2  # + the "{not json" line
     assert ds.info["n_skipped"] == n_bad and len(ds) == good - 1
+
+
+def test_planted_feature_in_any_dataset(data_env):
+    """The augmented-SST protocol on e-SNLI: labels permuted with the seed, the label word
+    appended to the last segment (the hypothesis), its span the only rationale."""
+    base = load_dataset("esnli", n=20, seed=2)
+    ds = load_dataset("planted", base="esnli", n=20, seed=2, fraction=0.5)
+    assert ds.info["words"] == ["entailment", "neutral", "contradiction"]
+    assert sorted(e.label for e in ds) == sorted(e.label for e in base)  # a permutation
+    planted = [e for e in ds if e.meta["planted"]]
+    assert len(planted) == 10 == ds.info["n_planted"]
+    for e, b in zip(ds, base, strict=True):
+        assert e.id == "planted-" + b.id and e.text == b.text
+        if e.meta["planted"]:
+            assert e.pair == f"{b.pair} {ds.labels[e.label]}"
+            assert rationale_texts(e) == [ds.labels[e.label]] and e.rationale[0][0] == 1
+        else:
+            assert e.pair == b.pair and e.rationale == ()
+    again = load_dataset("planted", base="esnli", n=20, seed=2, fraction=0.5)
+    assert [(e.label, e.pair) for e in again] == [(e.label, e.pair) for e in ds]
+    assert load_dataset("planted", base="hatexplain", split="test", n=3,
+                        source="eraser").info["words"] == ["label0", "label1"]
+    with pytest.raises(ValueError, match="without a planted feature"):
+        load_dataset("planted", base="sst2_planted")

@@ -97,7 +97,9 @@ def test_presets_parse_and_cover_the_protocol():
         assert {"integrated_gradients", "lime", "kernel_shap"} <= {e.name for e in spec.explainers}
         assert spec.recipe == {} and all(m.recipe == {} for m in spec.models)  # published default
     assert len(load_preset("seeds").seeds) == 5
-    assert [m.name for m in load_preset("scaling").models] == ["minilm-l3", "minilm-l6"]
+    scaling = load_preset("scaling")
+    assert scaling.models[0].hub == "google/bert_uncased_L-2_H-128_A-2"  # the Hub series
+    assert [m.name for m in scaling.offline_models] == ["minilm-l3", "minilm-l6"]
 
 
 @pytest.mark.parametrize("text, message", [

@@ -4,11 +4,10 @@ from the audit goes through :func:`faithscope.report.html.esc`)."""
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from ..report.assets import CSS
-from ..report.html import esc, table
+from ..report.html import esc, num, table
 
 if TYPE_CHECKING:
     from .run import AuditResult
@@ -20,22 +19,14 @@ COLUMNS = (("faithful", "faithful"), ("sanity", "sanity"), ("stable", "stable"),
            ("planted", "planted"))
 
 
-def _num(x: Any, fmt: str = ".3f") -> str:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return "—"
-    return "—" if math.isnan(v) else format(v, fmt)
-
-
 def _score(e: ExplainerAudit | dict[str, Any], metric: str, ci: bool = True) -> str:
     scores = e.scores if hasattr(e, "scores") else e
     s = scores.get(metric)
     if not s:
         return "—"
     if not ci:
-        return _num(s["mean"])
-    return f"{_num(s['mean'])} [{_num(s['ci_low'])}, {_num(s['ci_high'])}]"
+        return num(s["mean"])
+    return f"{num(s['mean'])} [{num(s['ci_low'])}, {num(s['ci_high'])}]"
 
 
 def _gate_text(e: ExplainerAudit, gate: str) -> tuple[str, str]:
@@ -65,9 +56,9 @@ def print_audit(result: AuditResult, console: Any) -> None:
     from rich.text import Text
 
     v, s = result.verdict, result.setting
-    acc = "" if s.get("accuracy") is None else f", accuracy {_num(s['accuracy'])}"
+    acc = "" if s.get("accuracy") is None else f", accuracy {num(s['accuracy'])}"
     maj = ("" if s.get("majority_baseline") is None
-           else f" (majority baseline {_num(s['majority_baseline'])})")
+           else f" (majority baseline {num(s['majority_baseline'])})")
     title = (f"audit of {s['model']} on {s['data']} ({s['split']}, n = {s['n']}{acc}{maj}), "
              f"budget {result.budget.name}")
     t = Table(title=title, title_justify="left")
@@ -88,8 +79,8 @@ def print_audit(result: AuditResult, console: Any) -> None:
             cells.append(Text(text, style=style))
         cells += [_score(e, m, ci=False) for m in extra]
         cells.append(_score(e, v.rank_by))
-        cells.append(_num(e.cost.get("seconds_per_explanation"), ".3f"))
-        cells.append(_num(e.cost.get("model_rows_per_explanation"), ".0f"))
+        cells.append(num(e.cost.get("seconds_per_explanation"), ".3f"))
+        cells.append(num(e.cost.get("model_rows_per_explanation"), ".0f"))
         verdict = _verdict_text(e, v.recommended)
         cells.append(Text(verdict, style="green" if e.passed else "red"))
         t.add_row(*cells)
@@ -149,9 +140,9 @@ def html_page(result: AuditResult) -> str:
                      *(_gate_cell(e, g) for g, _ in COLUMNS),
                      *(esc(_score(e, m)) for m in extra), esc(_score(e, v.rank_by)),
                      esc(_score(e, "comprehensiveness")), esc(_score(e, "sufficiency")),
-                     esc(_num(e.cost.get("seconds_per_explanation"))),
-                     esc(_num(e.cost.get("model_rows_per_explanation"), ".0f")),
-                     esc(_num(e.cost.get("peak_rss_mb"), ".0f")),
+                     esc(num(e.cost.get("seconds_per_explanation"))),
+                     esc(num(e.cost.get("model_rows_per_explanation"), ".0f")),
+                     esc(num(e.cost.get("peak_rss_mb"), ".0f")),
                      f'<td class="l">{esc(_verdict_text(e, v.recommended))}</td>'])
     rows.append(['<td class="l">random (baseline)</td>', *([""] * len(COLUMNS)),
                  *(esc(_score(v.random, m)) for m in extra), esc(_score(v.random, v.rank_by)),
@@ -198,5 +189,5 @@ def html_page(result: AuditResult) -> str:
 
 def _plain(x: Any) -> str:
     if isinstance(x, float):
-        return _num(x)
+        return num(x)
     return "—" if x is None else str(x)

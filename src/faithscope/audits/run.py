@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,19 +71,9 @@ class AuditResult:
                 "versions": versions(), **self.verdict.to_dict()}
 
     def to_json(self) -> str:
-        return json.dumps(_finite(self.to_dict()), indent=1, sort_keys=False)
+        from ..report.html import finite
 
-
-def _finite(x: Any) -> Any:
-    import math
-
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _finite(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite(v) for v in x]
-    return x
+        return json.dumps(finite(self.to_dict()), indent=1, sort_keys=False)
 
 
 # ---------------------------------------------------------------- inputs
@@ -136,7 +127,9 @@ def _probe(adapter: Any, example: Example, name: str, budget: Budget) -> str | N
     from ..api import explain
     small = {k: min(v, 8) if isinstance(v, int) else v for k, v in explainer_params(budget, name).items()}
     try:
-        explain(adapter, [example], [(name, small)])
+        with warnings.catch_warnings():  # e.g. too few samples: this is only a probe
+            warnings.simplefilter("ignore")
+            explain(adapter, [example], [(name, small)])
     except (InputError, NotImplementedError, ValueError, TypeError, RuntimeError) as err:
         text = str(err).strip().splitlines()
         return text[0] if text else type(err).__name__

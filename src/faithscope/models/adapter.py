@@ -216,10 +216,17 @@ class ModelAdapter(Chunked):
     def positions_from_padding(self) -> int | None:
         """The padding index when the model's embeddings derive position ids from the pad
         ids (RoBERTa family), else None."""
+        import sys
+
         base = getattr(self.model, "base_model", self.model)
         emb = getattr(base, "embeddings", None)
         idx = getattr(emb, "padding_idx", None)
-        if idx is None or not hasattr(emb, "create_position_ids_from_input_ids"):
+        if idx is None:
+            return None
+        # a method of the embeddings (RoBERTa) or a function of their module (MPNet)
+        module = sys.modules.get(type(emb).__module__)
+        if not (hasattr(emb, "create_position_ids_from_input_ids")
+                or hasattr(module, "create_position_ids_from_input_ids")):
             return None
         return int(idx)
 
@@ -390,13 +397,22 @@ class ModelAdapter(Chunked):
     def _embeddings(
         self, encs: Sequence[Encoded], base_ids: list[np.ndarray], baseline: str | None
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        w = self.embedding_matrix().float().cpu().numpy()
-        xs = [w[e.ids] for e in encs]
+        # the embedding layer's output, not its weight rows: some layers scale them (Gemma's
+        # embeddings are multiplied by sqrt(hidden)), and gradients are taken w.r.t. the output
+        emb = self.model.get_input_embeddings()
+
+        def look(ids: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                t = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=self.device)
+                out: np.ndarray = emb(t).float().cpu().numpy()
+            return out
+
+        xs = [look(e.ids) for e in encs]
         if baseline == "zero":
             bs = [np.where(e.special[:, None], x, 0.0).astype(np.float32)
                   for e, x in zip(encs, xs, strict=True)]
         else:
-            bs = [w[b] for b in base_ids]
+            bs = [look(b) for b in base_ids]
         return xs, bs
 
     def attentions(self, encs: Sequence[Encoded]) -> list[np.ndarray]:

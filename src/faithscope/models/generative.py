@@ -307,14 +307,24 @@ class GenerativeAdapter(Chunked):
         (a zero vector or a token's embedding) on the prompt's own tokens, the template's and
         special tokens' own embeddings elsewhere."""
         bid = self.baseline_id(baseline)
-        w = self.model.get_input_embeddings().weight.detach().float().cpu().numpy()
+        base = None if bid is None else self.embed(np.array([bid]))[0]
         out = []
         for p in prompts:
             ids, offs = self.prompt_encoding(p)
-            b = w[ids].astype(np.float64)
+            b = self.embed(ids).astype(np.float64)
             own = offs[:, 0] >= 0
-            b[own] = 0.0 if bid is None else w[bid]
+            b[own] = 0.0 if base is None else base
             out.append(b)
+        return out
+
+    def embed(self, ids: np.ndarray) -> np.ndarray:
+        """The word-embedding layer's output (float32, tokens x hidden) for ``ids``: the vectors
+        the gradients are taken against (some layers scale their weight rows: Gemma's by
+        sqrt(hidden))."""
+        emb = self.model.get_input_embeddings()
+        with torch.no_grad():
+            t = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=self.device)
+            out: np.ndarray = emb(t).float().cpu().numpy()
         return out
 
     def output_gradients(self, prompts: Sequence[str], outputs: Sequence[np.ndarray], *,
@@ -377,8 +387,7 @@ class GenerativeAdapter(Chunked):
         lengths = np.array([len(ctx[i]) + len(outs[i]) for i, _, _ in rows])
         self._path_gradients(rows, lengths, list(weights), grads, build)
         grads_np = [g.cpu().numpy() for g in grads]
-        w = emb.weight.detach().float().cpu().numpy()
-        return grads_np, [w[c] for c in ctx]
+        return grads_np, [self.embed(c) for c in ctx]
 
 
 def _check_foils(outs: Sequence[np.ndarray], foils: Sequence[np.ndarray | None] | None

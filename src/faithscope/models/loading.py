@@ -93,6 +93,34 @@ def hub_revision(where: str, revision: str | None) -> str | None:
     return m.group(1) if m else None
 
 
+def model_available(name_or_path: str | os.PathLike[str], *, timeout: float = 5.0) -> bool:
+    """Whether a model can be loaded here without error: a local folder that exists, a Hub id
+    whose ``config.json`` is in the local Hugging Face cache, or (unless ``HF_HUB_OFFLINE``) a
+    Hub id the Hub answers for within ``timeout`` seconds."""
+    try:
+        where, local = resolve_name(name_or_path)
+    except ModelLoadError:
+        return False
+    if local:
+        return Path(where, "config.json").exists()
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(where, "config.json"), str):
+            return True  # in the local cache: no network needed
+    except Exception:  # noqa: BLE001  (an id the cache cannot even parse)
+        return False
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(where, timeout=timeout)
+    except Exception:  # noqa: BLE001  (no network, unknown id, gated: not available here)
+        return False
+    return True
+
+
 def model_id_for(name: str, location: str) -> str:
     """The id recorded in results: ``pkg:`` / hub ids as given, package folders as ``pkg:``."""
     if name.startswith("pkg:"):

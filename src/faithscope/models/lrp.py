@@ -94,12 +94,18 @@ def _layer_norm(m: nn.LayerNorm) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _rms_norm(m: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``gain * x / rms(x)`` with the scale detached. The per-feature gain is read from the
+    module itself (its output on a vector of ones, whose rms is 1), so conventions other than
+    ``weight * x`` are kept: Gemma's RMSNorm multiplies by ``1 + weight``."""
     eps = float(getattr(m, "variance_epsilon", getattr(m, "eps", 1e-6)))
+    with torch.no_grad():
+        ones = torch.ones(m.weight.shape[-1], dtype=m.weight.dtype, device=m.weight.device)
+        gain = m(ones).float() * (1.0 + eps) ** 0.5
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
         scale = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps).detach()
-        return m.weight * (xf * scale).to(x.dtype)
+        return (gain * (xf * scale)).to(x.dtype)
     return forward
 
 
@@ -113,12 +119,13 @@ def _gated_mlp(m: Any, rule: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def _tanh_head(m: Any) -> Callable[..., torch.Tensor]:
-    """RoBERTa-style classification heads, whose tanh is functional: identity rule on it."""
-    tanh = _identity_rule(torch.tanh)
+    """RoBERTa-style classification heads, whose tanh is functional: identity rule on it.
+    A head with its own ``activation`` (ELECTRA's GELU) gets the identity rule on that."""
+    act = _identity_rule(getattr(m, "activation", None) or torch.tanh)
 
     def forward(features: torch.Tensor, **_: Any) -> torch.Tensor:
         x = m.dense(m.dropout(features[:, 0, :]))
-        return m.out_proj(m.dropout(tanh(x)))
+        return m.out_proj(m.dropout(act(x)))
     return forward
 
 

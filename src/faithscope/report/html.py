@@ -33,20 +33,21 @@ def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _clean(x: Any) -> Any:
+def finite(x: Any) -> Any:
+    """``x`` with every non-finite float (in nested dicts, lists, tuples) replaced by None."""
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
+        return {str(k): finite(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
+        return [finite(v) for v in x]
     return x
 
 
 def script_json(obj: Any) -> str:
     """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` and the JS
     line separators are ``\\u`` escapes, non-finite floats are null."""
-    text = json.dumps(_clean(obj), ensure_ascii=False, sort_keys=True, separators=(",", ":"),
+    text = json.dumps(finite(obj), ensure_ascii=False, sort_keys=True, separators=(",", ":"),
                       allow_nan=False)
     for ch, rep in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
                     ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
@@ -340,4 +341,4 @@ def render(data: ReportData, figures: Sequence[Figure], payload: dict[str, Any])
         f"<script>{JS}</script>\n</body></html>\n")
 
 
-__all__ = ["esc", "render", "script_json", "table"]
+__all__ = ["esc", "finite", "num", "render", "script_json", "table"]

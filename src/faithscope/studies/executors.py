@@ -37,7 +37,7 @@ from rich.text import Text
 
 from ..errors import InputError
 from .plan import Plan, Unit, plan_study
-from .spec import StudySpec
+from .spec import StudySpec, resolve_models
 from .store import STAGES, Store
 from .work import Worker, run_units
 
@@ -91,7 +91,9 @@ def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "
     if keep_going and executor != "local":
         raise InputError("keep_going is available with the local executor only")
     console = console or Console()
-    spec = spec.with_max_examples(max_examples)
+    spec, resolved = resolve_models(spec.with_max_examples(max_examples))
+    if resolved:
+        console.print(Text(resolved))
     store = Store(out)
     with store.lock():
         ckpt = os.fspath(checkpoints) if checkpoints is not None else None
@@ -102,7 +104,7 @@ def run_study(spec: StudySpec, out: str | os.PathLike[str], *, executor: str = "
 
         manifest = store.read_json("manifest.json") or {"runs": []}
         run = {"started": time.time(), "executor": executor, "address": address,
-               "device": device_info(), "pid": os.getpid()}
+               "device": device_info(), "pid": os.getpid(), "models_resolved": resolved}
         manifest.update({"study": spec.name, "spec": spec.to_dict(), "spec_digest": spec.digest(),
                          "versions": versions(), "git": git_hash(), "seeds": list(spec.seeds),
                          "plan": plan.keys(), "n_examples": counts})

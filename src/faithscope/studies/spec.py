@@ -139,6 +139,9 @@ class StudySpec:
     top_fraction: float | None = None
     # the operator of removal metrics on classifiers (ERASER deletes; mask, pad, unk on request)
     operator: str = "delete"
+    # used instead of ``models`` when one of those cannot be loaded here (no Hub, not cached):
+    # see :func:`resolve_models`
+    offline_models: tuple[ModelSpec, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -348,6 +351,27 @@ def _generation_targets() -> set[str]:
     return {t for t in targets if for_generation(t)}
 
 
+def _models(items: Any, key: str, loc: _Loc) -> list[ModelSpec]:
+    models = []
+    for i, m in enumerate(_typed(items, list, key, loc)):
+        p = f"{key}[{i}]"
+        _check_keys(m, "model", p, loc, ("name",))
+        if not m.get("path") and not m.get("hub"):
+            raise loc.err(p, f"{p}: give a local 'path' or a 'hub' id")
+        if m.get("kind") is not None and m["kind"] not in MODEL_KINDS:
+            raise loc.err(f"{p}.kind", f"{p}.kind must be one of {', '.join(MODEL_KINDS)}, got "
+                          f"{m['kind']!r}")
+        gen = _generation(m.get("generation") or {}, f"{p}.generation", loc)
+        if gen and m.get("kind") == "classifier":
+            raise loc.err(f"{p}.generation", f"{p}: a classifier has no generation settings")
+        models.append(ModelSpec(**{**m, "generation": gen,
+                                   "recipe": _recipe(m.get("recipe", {}), f"{p}.recipe", loc)}))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise loc.err(key, f"{key}: model names must be unique")
+    return models
+
+
 def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
     """Parse and validate a study spec given as YAML text."""
     from ..models.finetune import Recipe
@@ -362,23 +386,9 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
         raise SpecError(f"{source}: the spec is empty")
     raw = _to_python(node, "", loc)
     _check_keys(raw, "study", "", loc, ("name", "models", "datasets", "explainers"))
-    models = []
-    for i, m in enumerate(_typed(raw["models"], list, "models", loc)):
-        p = f"models[{i}]"
-        _check_keys(m, "model", p, loc, ("name",))
-        if not m.get("path") and not m.get("hub"):
-            raise loc.err(p, f"{p}: give a local 'path' or a 'hub' id")
-        if m.get("kind") is not None and m["kind"] not in MODEL_KINDS:
-            raise loc.err(f"{p}.kind", f"{p}.kind must be one of {', '.join(MODEL_KINDS)}, got "
-                          f"{m['kind']!r}")
-        gen = _generation(m.get("generation") or {}, f"{p}.generation", loc)
-        if gen and m.get("kind") == "classifier":
-            raise loc.err(f"{p}.generation", f"{p}: a classifier has no generation settings")
-        models.append(ModelSpec(**{**m, "generation": gen,
-                                   "recipe": _recipe(m.get("recipe", {}), f"{p}.recipe", loc)}))
+    models = _models(raw["models"], "models", loc)
+    offline = _models(raw.get("offline_models") or [], "offline_models", loc)
     names = [m.name for m in models]
-    if len(set(names)) != len(names):
-        raise loc.err("models", "model names must be unique")
     dsets = []
     for i, d in enumerate(_typed(raw["datasets"], list, "datasets", loc)):
         p = f"datasets[{i}]"
@@ -414,7 +424,8 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
                      for i, a in enumerate(_typed(raw.get("analyses") or [], list, "analyses",
                                                   loc)))
     rest = {k: v for k, v in raw.items()
-            if k not in ("models", "datasets", "explainers", "metrics", "seeds", "analyses")}
+            if k not in ("models", "offline_models", "datasets", "explainers", "metrics",
+                         "seeds", "analyses")}
     if "recipe" in rest:
         rest["recipe"] = _recipe(rest["recipe"], "recipe", loc)
     for key in ("shard_size", "max_length", "max_batch_size"):
@@ -427,7 +438,8 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
         if _typed(rest["operator"], str, "operator", loc) not in OPERATORS:
             raise loc.err("operator", f"operator must be one of {', '.join(OPERATORS)}, got "
                           f"{rest['operator']!r}")
-    spec = StudySpec(models=tuple(models), datasets=tuple(dsets), explainers=explainers_,
+    spec = StudySpec(models=tuple(models), offline_models=tuple(offline),
+                     datasets=tuple(dsets), explainers=explainers_,
                      metrics=metrics, seeds=seeds, analyses=analyses, **rest)
     for m in spec.models:  # the merged recipe must be valid for every model
         try:
@@ -435,6 +447,31 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
         except (InputError, TypeError) as err:
             raise loc.err(f"models[{names.index(m.name)}].recipe", str(err)) from None
     return spec
+
+
+def resolve_models(spec: StudySpec, available: Any = None) -> tuple[StudySpec, str]:
+    """The models a study will use here, and a line saying which: ``models`` when every one can
+    be loaded (a local path that exists, a cached or reachable Hub id:
+    :func:`faithscope.models.loading.model_available`, or ``available(model_spec)``), else
+    ``offline_models`` when the spec has them (the result has no ``offline_models`` left, so
+    plans and records name what was run). Without ``offline_models`` the spec is unchanged and a
+    missing model is reported when it is loaded."""
+    if not spec.offline_models:
+        return spec, ""
+    if available is None:
+        from ..models.loading import model_available
+
+        def available(m: ModelSpec) -> bool:
+            return model_available(m.source())
+
+    first = next((m for m in spec.models if not available(m)), None)
+    if first is None:
+        return (dataclasses.replace(spec, offline_models=()),
+                "models: " + ", ".join(f"{m.name} ({m.hub or m.path})" for m in spec.models))
+    note = (f"model {first.name} ({first.hub or first.path}) cannot be loaded here (no Hub "
+            "access and not in the local cache): using the offline models instead: "
+            + ", ".join(f"{m.name} ({m.path or m.hub})" for m in spec.offline_models))
+    return dataclasses.replace(spec, models=spec.offline_models, offline_models=()), note
 
 
 def load_spec(path: str | os.PathLike[str]) -> StudySpec:
