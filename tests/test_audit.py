@@ -112,11 +112,16 @@ def test_budgets_set_costs_and_the_plan():
                       explainers=["lime", "integrated_gradients"], budget=BUDGETS["fast"],
                       planted=True, train_split="train", generative=False, max_length=64,
                       seed=0, device="cpu")
-    assert [e.params for e in spec.explainers] == [{"n_samples": 200}, {"n_steps": 16}]
+    assert [e.params for e in spec.explainers] == [{"n_samples": 100}, {"n_steps": 16}]
     main_d, planted = spec.datasets
     assert main_d.finetune is False and planted.finetune is True
-    assert main_d.metric_n == {"randomization": 8, "sampling_stability": 20,
-                               "avg_sensitivity": 5}
+    assert main_d.metric_n == {"randomization": 3, "sampling_stability": 10}
+    assert "avg_sensitivity" not in main_d.metrics  # not run by the fast budget
+    std = audit_spec(source="m", data="sst2", data_params={}, split="dev", n=50,
+                     explainers=["lime"], budget=BUDGETS["standard"], planted=False,
+                     train_split="train", generative=False, max_length=64, seed=0,
+                     device="cpu")
+    assert std.datasets[0].metric_n["avg_sensitivity"] == 10 and len(std.datasets) == 1
     assert planted.name == "planted" and planted.params["base"] == "sst2"
     assert BUDGETS["fast"].samples < BUDGETS["standard"].samples < BUDGETS["thorough"].samples
 

@@ -14,9 +14,9 @@ Example
 -------
 >>> from faithscope.audits.budgets import BUDGETS, explainer_specs
 >>> BUDGETS["fast"].n, BUDGETS["fast"].samples
-(50, 200)
+(50, 100)
 >>> [(e.name, e.params) for e in explainer_specs(BUDGETS["fast"], ["lime", "gradient"])]
-[('lime', {'n_samples': 200}), ('gradient', {})]
+[('lime', {'n_samples': 100}), ('gradient', {})]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Budget:
     max_evals: int  # PartitionSHAP model evaluations per example
     sanity_n: int  # examples re-explained per randomization step
     stability_n: int  # examples re-explained with a second sampling seed
-    sensitivity_n: int  # examples re-explained under input noise (10 noise samples each)
+    sensitivity_n: int  # examples re-explained under input noise (10 samples each; 0: not run)
     planted_train_n: int  # training examples of the planted-feature fine-tune
     planted_n: int  # planted evaluation examples
     planted_recipe: dict[str, Any]  # the planted fine-tune's recipe
@@ -52,15 +52,15 @@ class Budget:
 
 _PLANTED_FAST = {"epochs": 1, "batch_size": 16, "lr": 3e-4, "patience": None, "max_length": 64}
 BUDGETS: dict[str, Budget] = {
-    "fast": Budget(name="fast", n=50, ig_steps=16, samples=200, max_evals=200, sanity_n=8,
-                   stability_n=20, sensitivity_n=5, planted_train_n=500, planted_n=50,
+    "fast": Budget(name="fast", n=50, ig_steps=16, samples=100, max_evals=100, sanity_n=3,
+                   stability_n=10, sensitivity_n=0, planted_train_n=300, planted_n=25,
                    planted_recipe=_PLANTED_FAST),
     "standard": Budget(name="standard", n=200, ig_steps=32, samples=500, max_evals=500,
-                       sanity_n=30, stability_n=50, sensitivity_n=20, planted_train_n=2000,
-                       planted_n=200, planted_recipe=_PLANTED_FAST),
+                       sanity_n=20, stability_n=50, sensitivity_n=10, planted_train_n=2000,
+                       planted_n=100, planted_recipe=_PLANTED_FAST),
     "thorough": Budget(name="thorough", n=500, ig_steps=64, samples=1000, max_evals=1000,
-                       sanity_n=100, stability_n=100, sensitivity_n=50, planted_train_n=8000,
-                       planted_n=500,
+                       sanity_n=50, stability_n=100, sensitivity_n=25, planted_train_n=8000,
+                       planted_n=250,
                        planted_recipe={"epochs": 1, "batch_size": 16, "lr": 5e-5,
                                        "patience": None, "max_length": 96}),
 }
@@ -107,9 +107,10 @@ def audit_spec(*, source: str, data: str, data_params: dict[str, Any], split: st
         metrics: tuple[str, ...] = FAITHFULNESS
         caps: dict[str, int] = {}
     else:
-        metrics = FAITHFULNESS + PLAUSIBILITY + CHECKS
         caps = {"randomization": budget.sanity_n, "sampling_stability": budget.stability_n,
                 "avg_sensitivity": budget.sensitivity_n}
+        caps = {k: v for k, v in caps.items() if v > 0}
+        metrics = FAITHFULNESS + PLAUSIBILITY + tuple(m for m in CHECKS if m in caps)
     datasets = [DatasetSpec(name=data, split=split, n=n, seed=seed, params=data_params,
                             finetune=False, metrics=metrics, metric_n=caps, accuracy_n=n)]
     if planted:

@@ -105,8 +105,10 @@ def print_audit(result: AuditResult, console: Any) -> None:
     console.print(Text(
         f"budget {b.name}: n {s['n']}, IG {b.ig_steps} steps, {b.samples} samples (LIME, "
         f"KernelSHAP), {b.max_evals} evaluations (PartitionSHAP), randomization on "
-        f"{b.sanity_n}, stability on {b.stability_n}, sensitivity on {b.sensitivity_n} "
-        f"examples" + (f", planted fine-tune on {b.planted_train_n}" if s.get("planted") else "")
+        f"{b.sanity_n}, stability on {b.stability_n}, "
+        + (f"sensitivity on {b.sensitivity_n} examples" if b.sensitivity_n
+           else "sensitivity not run (standard and thorough budgets run it)")
+        + (f", planted fine-tune on {b.planted_train_n}" if s.get("planted") else "")
         + f"; {result.seconds:.0f} s", style="dim"))
     console.print(Text(f"rule: {s['rule']}", style="dim"))
 

@@ -8,9 +8,10 @@ when it passes every gate that applies:
 1. **faithful**: its ``comprehensiveness`` (ERASER) beats the random explainer's with
    non-overlapping intervals (its lower bound above random's upper bound);
 2. **sanity** (classifiers): after cascading layer randomization of the whole model
-   (Adebayo et al. 2018), the Spearman correlation of its explanation with the trained model's
-   (absolute scores) has an upper bound below :data:`SANITY_MAX`: an explanation that survives
-   the destruction of the weights explains the input, not the model;
+   (Adebayo et al. 2018), the mean Spearman correlation of its explanation with the trained
+   model's (absolute scores) is below :data:`SANITY_MAX`: an explanation that survives the
+   destruction of the weights explains the input, not the model (the CI is shown: budgets
+   check few examples here, since each re-runs the explainer once per parameter group);
 3. **stable** (sampling explainers): the mean Spearman correlation of two explanations under two
    sampling seeds (``sampling_stability``) is at least :data:`STABILITY_MIN`; deterministic
    explainers pass by construction;
@@ -56,8 +57,8 @@ PLANTED_MIN = 0.5
 PLANTED_ACCURACY_MIN = 0.9
 GATES = ("faithful", "sanity", "stable", "planted")
 RULE = (f"gates: comprehensiveness beats random (non-overlapping 95 % CIs); after cascading "
-        f"layer randomization, Spearman with the trained model's explanation < {SANITY_MAX} "
-        f"(CI upper bound); mean Spearman between two sampling seeds >= {STABILITY_MIN}; with "
+        f"layer randomization, mean Spearman with the trained model's explanation < "
+        f"{SANITY_MAX}; mean Spearman between two sampling seeds >= {STABILITY_MIN}; with "
         f"--planted, the planted word ranked first in >= {PLANTED_MIN:.0%} of planted examples "
         f"(CI lower bound; inconclusive when the planted model's accuracy < "
         f"{PLANTED_ACCURACY_MIN}). Then: best mean of the ranking metric; explainers whose CI "
@@ -153,10 +154,10 @@ def _sanity(s: Mapping[str, Any]) -> Gate:
     f = s.get("randomization (final)")
     if f is None or not math.isfinite(f["mean"]):
         return Gate("sanity", "n/a", "layer randomization not available for this model")
-    ok = f["ci_high"] < SANITY_MAX
+    ok = f["mean"] < SANITY_MAX
     why = (f"Spearman with the fully randomized model {_fmt(f)}"
-           + (f" < {SANITY_MAX}" if ok else f": not below {SANITY_MAX}, the explanation "
-              "barely depends on the trained weights"))
+           + (f": mean below {SANITY_MAX}" if ok else f": mean not below {SANITY_MAX}, the "
+              "explanation barely depends on the trained weights"))
     return Gate("sanity", "pass" if ok else "fail", why, f["mean"], (f["ci_low"], f["ci_high"]))
 
 
