@@ -228,3 +228,14 @@ def browser():
         b = p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
         yield b
         b.close()
+
+
+@pytest.fixture
+def ray_serial():
+    """Tests that start a local Ray cluster run one at a time across pytest-xdist workers."""
+    import tempfile
+
+    from filelock import FileLock
+
+    with FileLock(os.path.join(tempfile.gettempdir(), "faithscope-tests-ray.lock")):
+        yield

@@ -139,7 +139,7 @@ def test_preset_runs_and_resumes(study, capsys):
     assert "0 to run" in capsys.readouterr().out  # resume: nothing reruns
 
 
-def test_ray_executor_runs_a_generation_study_like_the_local_one(study, tmp_path):
+def test_ray_executor_runs_a_generation_study_like_the_local_one(study, tmp_path, ray_serial):
     ray = pytest.importorskip("ray")
     from faithscope.studies.results import open_study
 

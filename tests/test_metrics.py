@@ -55,7 +55,9 @@ HAND_TESTED = {"gt_overlap", "mean_rank", "recovery_depth", "token_f1", "iou_f1"
                # analyses: hand-computed tests in test_sanity, test_robustness, test_attacks
                "randomization", "randomization_independent", "max_sensitivity",
                "avg_sensitivity", "max_sensitivity_word", "avg_sensitivity_word",
-               "explanation_attack", "explanation_attack_constrained"}
+               "explanation_attack", "explanation_attack_constrained",
+               # test_sampling_stability_by_hand below
+               "sampling_stability"}
 
 
 def test_every_registered_metric_has_a_hand_computed_test():
@@ -1012,3 +1014,23 @@ def test_removal_rows_record_the_operator_used_and_delete_by_default(bert_adapte
     assert set(fallback["operator"]) <= {"unk", "pad"}
     with pytest.raises(fs.InputError, match="operator must be one of"):
         fs.evaluate(exps, llama_adapter, ["comprehensiveness"], operator="blank")
+
+
+def test_sampling_stability_by_hand(bert_adapter):
+    """The value is Spearman's rho between the explanation and the same explainer run with the
+    sampling seed + 1 (computed here with fs.explain and scipy); deterministic: 1.0, not re-run."""
+    from scipy.stats import kendalltau, spearmanr
+
+    texts = ["a gorgeous , witty and moving film", "the plot is thin and the acting is flat"]
+    spec = ("lime", {"n_samples": 40})
+    first = fs.explain(bert_adapter, texts, [spec], seed=5)
+    second = fs.explain(bert_adapter, texts, [spec], seed=6)
+    df = fs.evaluate(first, bert_adapter, ["sampling_stability"], random=False)
+    for e, again, (_, row) in zip(first, second, df.iterrows(), strict=True):
+        a, b = e.scores[0].astype(float), again.scores[0].astype(float)
+        assert row["value"] == pytest.approx(spearmanr(a, b)[0], abs=1e-6)
+        assert row["detail"]["kendall"] == pytest.approx(kendalltau(a, b)[0], abs=1e-6)
+        assert row["detail"]["seeds"] == [5, 6]
+    grad = fs.explain(bert_adapter, texts, ["gradient"])
+    g = fs.evaluate(grad, bert_adapter, ["sampling_stability"], random=False)
+    assert (g["value"] == 1.0).all() and all(d["deterministic"] for d in g["detail"])

@@ -283,7 +283,7 @@ def test_cli_list_presets_results_sql_and_export(reference, tmp_path, capsys):
     assert "did you mean 'scaling'" in capsys.readouterr().err
 
 
-def test_ray_executor_equals_local(reference, spec_file, tmp_path):
+def test_ray_executor_equals_local(reference, spec_file, tmp_path, ray_serial):
     ray = pytest.importorskip("ray")
     from faithscope.studies import load_spec
 

@@ -27,7 +27,7 @@ import numpy as np
 from .._lazy import lazy_import
 from ..errors import InputError
 from ..targets import TargetFn
-from .batching import AdapterStats, Chunked
+from .batching import WARN_SECONDS, AdapterStats, Chunked
 
 if TYPE_CHECKING:
     import torch
@@ -67,6 +67,8 @@ class ModelAdapter(Chunked):
     max_length: int | None = None
     labels: tuple[str, ...] = ()
     stats: AdapterStats = field(default_factory=AdapterStats)
+    # a model call estimated (from its first chunk) to take longer warns first; None: never
+    warn_seconds: float | None = WARN_SECONDS
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:

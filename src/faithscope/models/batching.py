@@ -20,6 +20,8 @@ Example
 from __future__ import annotations
 
 import os
+import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -38,6 +40,9 @@ def _is_oom(err: BaseException) -> bool:
     if isinstance(err, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+WARN_SECONDS = 600.0  # a call estimated to run longer than this warns after its first chunk
 
 
 @dataclass
@@ -68,13 +73,29 @@ class Chunked:
         return np.argsort(lengths, kind="stable")
 
     def run_chunks(self, order: np.ndarray, run: Callable[[np.ndarray], None]) -> None:
-        """Run ``run(rows)`` over chunks of ``order``; halve the chunk on CUDA OOM and retry."""
+        """Run ``run(rows)`` over chunks of ``order``; halve the chunk on CUDA OOM and retry.
+
+        After the first chunk of a call that has more, the time of the whole call is estimated
+        from it; above ``warn_seconds`` (an adapter attribute, default :data:`WARN_SECONDS`;
+        None: never) one warning says how many rows the call runs and about how long it will
+        take, before the rest runs (lower the explainer's budget, or use a GPU)."""
         i = 0
+        t0 = time.perf_counter()
+        limit = getattr(self, "warn_seconds", WARN_SECONDS)
         while i < len(order):
             size = self._batch
             rows = order[i : i + size]
             try:
                 run(rows)
+                if i == 0 and limit is not None and len(rows) < len(order):
+                    took = time.perf_counter() - t0
+                    estimate = took * len(order) / len(rows)
+                    if estimate > limit:
+                        warnings.warn(
+                            f"{len(order)} model rows in this call: about {estimate:.0f} s at "
+                            f"the rate of its first chunk ({len(rows) / max(took, 1e-9):.0f} "
+                            f"rows/s), above {limit:.0f} s; lower the explainer's budget "
+                            "(samples, steps, examples) or use a GPU", stacklevel=3)
             except Exception as err:
                 if not _is_oom(err) or size == 1:
                     raise

@@ -37,7 +37,7 @@ import numpy as np
 
 from .._lazy import lazy_import
 from ..errors import InputError
-from .batching import AdapterStats, Chunked
+from .batching import WARN_SECONDS, AdapterStats, Chunked
 
 if TYPE_CHECKING:
     import torch
@@ -80,6 +80,8 @@ class GenerativeAdapter(Chunked):
     chat: bool | None = None  # None: use the chat template when the tokenizer has one
     system: str | None = None
     stats: AdapterStats = field(default_factory=AdapterStats)
+    # a model call estimated (from its first chunk) to take longer warns first; None: never
+    warn_seconds: float | None = WARN_SECONDS
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1 or self.max_new_tokens < 1 or self.num_beams < 1:
@@ -409,27 +411,29 @@ def _check_foils(outs: Sequence[np.ndarray], foils: Sequence[np.ndarray | None] 
 
 
 def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = "float32",
-                    revision: str | None = None, **kw: Any) -> GenerativeAdapter:
+                    revision: str | None = None, device_map: str | None = None,
+                    quantization: str | None = None, **kw: Any) -> GenerativeAdapter:
     """Load a causal or seq2seq LM (local path or hub id) into a :class:`GenerativeAdapter`.
 
     Names resolve as for classifiers (:func:`faithscope.models.loading.resolve_name`): a local
     folder when it exists or starts with ``/ . ~ pkg:``, else a Hub id (the local cache offline).
+    7B-class models on one GPU: ``dtype="bfloat16"`` (or float16), ``device_map="auto"`` and
+    optionally ``quantization="8bit"|"4bit"`` (:func:`faithscope.models.loading.placement_kwargs`).
     """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     from .loading import (
-        DTYPES,
         hub_revision,
         load_failure,
         model_id_for,
+        placement_kwargs,
         quiet_transformers,
         resolve_device,
         resolve_name,
     )
 
-    if dtype not in DTYPES:
-        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    dev = resolve_device(device) if device else None
+    placed = placement_kwargs(dtype, device_map, quantization)
+    dev = resolve_device(device) if device and "device_map" not in placed else None
     name = str(path_or_id)
     where, is_local = resolve_name(name)
     try:
@@ -437,8 +441,7 @@ def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = 
         cls: Any = AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False) else \
             AutoModelForCausalLM
         with quiet_transformers():
-            model = cls.from_pretrained(where, revision=revision,
-                                        dtype=getattr(torch, DTYPES[dtype]),
+            model = cls.from_pretrained(where, revision=revision, **placed,
                                         attn_implementation="eager")
         tok = AutoTokenizer.from_pretrained(where, revision=revision)
     except Exception as err:  # noqa: BLE001  (config, weight-file and hub errors alike)

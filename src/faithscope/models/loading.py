@@ -93,6 +93,44 @@ def hub_revision(where: str, revision: str | None) -> str | None:
     return m.group(1) if m else None
 
 
+QUANTIZATIONS = ("8bit", "4bit")
+
+
+def placement_kwargs(dtype: str, device_map: str | None, quantization: str | None
+                     ) -> dict[str, Any]:
+    """``from_pretrained`` keywords for large models: the weights' dtype, ``device_map``
+    (``"auto"``: spread over the GPUs, then CPU, by accelerate) and 8-bit / 4-bit weights
+    (bitsandbytes, ``pip install faithscope[quant]``; 4-bit computes in the given ``dtype``, or
+    bfloat16 when that is float32). A model placed this way is not moved afterwards."""
+    if dtype not in DTYPES:
+        raise InputError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    kw: dict[str, Any] = {"dtype": getattr(torch, DTYPES[dtype])}
+    if quantization is not None:
+        if quantization not in QUANTIZATIONS:
+            raise InputError(f"quantization must be one of {QUANTIZATIONS}, got "
+                             f"{quantization!r}")
+        try:
+            import bitsandbytes  # noqa: F401
+            from transformers import BitsAndBytesConfig
+        except ImportError:
+            raise InputError(f"{quantization} weights need bitsandbytes and a CUDA GPU: "
+                             "pip install 'faithscope[quant]'") from None
+        compute = kw["dtype"] if kw["dtype"] != torch.float32 else torch.bfloat16
+        kw["quantization_config"] = (BitsAndBytesConfig(load_in_8bit=True)
+                                     if quantization == "8bit" else
+                                     BitsAndBytesConfig(load_in_4bit=True,
+                                                        bnb_4bit_compute_dtype=compute,
+                                                        bnb_4bit_quant_type="nf4"))
+        device_map = device_map or "auto"
+    if device_map is not None:
+        try:
+            import accelerate  # noqa: F401
+        except ImportError:
+            raise InputError("device_map needs accelerate: pip install accelerate") from None
+        kw["device_map"] = device_map
+    return kw
+
+
 def model_available(name_or_path: str | os.PathLike[str], *, timeout: float = 5.0) -> bool:
     """Whether a model can be loaded here without error: a local folder that exists, a Hub id
     whose ``config.json`` is in the local Hugging Face cache, or (unless ``HF_HUB_OFFLINE``) a
@@ -192,6 +230,8 @@ def load_model(
     attn_implementation: str | None = "eager",
     tokenizer: Any = None,
     require_head: bool = False,
+    device_map: str | None = None,
+    quantization: str | None = None,
 ) -> ModelAdapter:
     """Load a sequence classifier (or an encoder plus a new head) and wrap it in an adapter.
 
@@ -199,7 +239,8 @@ def load_model(
     ``"sdpa"`` for speed when only gradients or perturbations are needed (the adapter switches to
     eager temporarily when attentions are asked for, where the model supports it).
     ``require_head``: refuse (ModelLoadError) a checkpoint without a trained sequence
-    classification head instead of adding a new, randomly initialised one.
+    classification head instead of adding a new, randomly initialised one. ``device_map`` /
+    ``quantization`` place large models (:func:`placement_kwargs`); ``device`` is then ignored.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -220,7 +261,8 @@ def load_model(
         raise ModelLoadError(f"{name!r} has no classification head (architectures: {archs}); "
                              "fine-tune it on labelled data first, or point at a fine-tuned "
                              "checkpoint")
-    kw: dict[str, Any] = {"revision": revision, "dtype": getattr(torch, DTYPES[dtype])}
+    kw: dict[str, Any] = {"revision": revision,
+                          **placement_kwargs(dtype, device_map, quantization)}
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
     if n is not None and (not has_head or n != config.num_labels):
@@ -238,7 +280,8 @@ def load_model(
             raise load_failure(name, err, local=is_local) from None
     if not getattr(tok, "is_fast", False):
         raise ModelLoadError(f"{name!r} has no fast tokenizer: character offsets are required")
-    model.to(device_)
+    if "device_map" not in kw:
+        model.to(device_)
     rev = (getattr(config, "_commit_hash", None) or _local_revision(local) if is_local
            else hub_revision(where, revision) or revision)
     return ModelAdapter(
