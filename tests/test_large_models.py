@@ -67,3 +67,27 @@ def test_a_long_model_call_warns_before_the_rest_runs(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fs.explain(model, ["a gorgeous , witty and moving film"], [("lime", {"n_samples": 64})])
+
+
+def test_remote_code_is_refused_unless_asked(tmp_path):
+    """A repository that ships its own model code is not run unless --trust-remote-code."""
+    import io
+    import json
+    from contextlib import redirect_stderr
+
+    from faithscope.cli import main
+
+    repo = tmp_path / "custom"
+    repo.mkdir()
+    (repo / "config.json").write_text(json.dumps({
+        "model_type": "faithscope-custom", "architectures": ["CustomForSequenceClassification"],
+        "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}))
+    (repo / "configuration_custom.py").write_text(
+        "from transformers import PretrainedConfig\n"
+        "class CustomConfig(PretrainedConfig):\n    model_type = 'faithscope-custom'\n")
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["explain", "--model", str(repo), "--text", "a fine film", "--explainer",
+                     "gradient"])
+    assert code == 2 and "--trust-remote-code" in err.getvalue(), err.getvalue()
+    assert len(err.getvalue().strip().splitlines()) == 1

@@ -195,7 +195,9 @@ def cmd_explain(args: argparse.Namespace, console: Console) -> int:
     if target not in (None, "predicted", "all"):
         target = int(target) if target.lstrip("-").isdigit() else target
     model = load_model(args.model, num_labels=args.num_labels, device=args.device,
-                       dtype=args.dtype, max_batch_size=args.max_batch_size)
+                       dtype=args.dtype, max_batch_size=args.max_batch_size,
+                       device_map=args.device_map, quantization=args.quantization,
+                       trust_remote_code=args.trust_remote_code)
     inp: Any = (args.text, args.pair) if args.pair is not None else args.text
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -265,7 +267,9 @@ def _explain_prompts(args: argparse.Namespace, console: Console) -> int:
         _check_device(args.device)
         lm = load_generative(args.model, max_new_tokens=max_new,
                              device=None if args.device == "auto" else args.device,
-                             dtype=args.dtype, max_batch_size=args.max_batch_size)
+                             dtype=args.dtype, max_batch_size=args.max_batch_size,
+                             device_map=args.device_map, quantization=args.quantization,
+                             trust_remote_code=args.trust_remote_code)
     target: Any = target_fn
     if target_fn in ("cosine", "bertscore"):
         from .models.encoders import TextEncoder
@@ -542,6 +546,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
     e.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
+    e.add_argument("--device-map", default=None, help="'auto': spread a large model over the "
+                   "GPUs (accelerate)")
+    e.add_argument("--quantization", default=None, choices=("8bit", "4bit"),
+                   help="8-bit / 4-bit weights (bitsandbytes, a CUDA GPU)")
+    e.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model repository's own code (refused unless given)")
     e.add_argument("--max-batch-size", type=_int_at_least(1), default=64)
     e.add_argument("--strict", action="store_true", help="refuse texts longer than the model")
     e.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")

@@ -412,7 +412,8 @@ def _check_foils(outs: Sequence[np.ndarray], foils: Sequence[np.ndarray | None] 
 
 def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = "float32",
                     revision: str | None = None, device_map: str | None = None,
-                    quantization: str | None = None, **kw: Any) -> GenerativeAdapter:
+                    quantization: str | None = None, trust_remote_code: bool = False,
+                    **kw: Any) -> GenerativeAdapter:
     """Load a causal or seq2seq LM (local path or hub id) into a :class:`GenerativeAdapter`.
 
     Names resolve as for classifiers (:func:`faithscope.models.loading.resolve_name`): a local
@@ -437,13 +438,16 @@ def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = 
     name = str(path_or_id)
     where, is_local = resolve_name(name)
     try:
-        cfg = AutoConfig.from_pretrained(where, revision=revision)
+        cfg = AutoConfig.from_pretrained(where, revision=revision,
+                                         trust_remote_code=trust_remote_code)
         cls: Any = AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False) else \
             AutoModelForCausalLM
         with quiet_transformers():
             model = cls.from_pretrained(where, revision=revision, **placed,
-                                        attn_implementation="eager")
-        tok = AutoTokenizer.from_pretrained(where, revision=revision)
+                                        attn_implementation="eager",
+                                        trust_remote_code=trust_remote_code)
+        tok = AutoTokenizer.from_pretrained(where, revision=revision,
+                                            trust_remote_code=trust_remote_code)
     except Exception as err:  # noqa: BLE001  (config, weight-file and hub errors alike)
         raise load_failure(name, err, local=is_local) from None
     if dev is not None:

@@ -72,6 +72,10 @@ def resolve_name(name_or_path: str | os.PathLike[str]) -> tuple[str, bool]:
 
 def load_failure(name: str, err: BaseException, *, local: bool) -> ModelLoadError:
     """A one-line error saying what was tried: a local folder, or the Hub (and its cache)."""
+    if "custom code" in str(err) or "trust_remote_code" in str(err):
+        return ModelLoadError(f"model {name!r} ships its own model code, which is not run "
+                              "unless you trust it: pass --trust-remote-code "
+                              "(trust_remote_code=True)")
     if local:
         return ModelLoadError(f"cannot load model {name!r} (local folder): {_first_line(err)}")
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
@@ -232,6 +236,7 @@ def load_model(
     require_head: bool = False,
     device_map: str | None = None,
     quantization: str | None = None,
+    trust_remote_code: bool = False,
 ) -> ModelAdapter:
     """Load a sequence classifier (or an encoder plus a new head) and wrap it in an adapter.
 
@@ -241,6 +246,7 @@ def load_model(
     ``require_head``: refuse (ModelLoadError) a checkpoint without a trained sequence
     classification head instead of adding a new, randomly initialised one. ``device_map`` /
     ``quantization`` place large models (:func:`placement_kwargs`); ``device`` is then ignored.
+    A model whose repository ships its own code is refused unless ``trust_remote_code``.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -251,7 +257,8 @@ def load_model(
     where, is_local = resolve_name(name)
     local = Path(where)
     try:
-        config = AutoConfig.from_pretrained(where, revision=revision)
+        config = AutoConfig.from_pretrained(where, revision=revision,
+                                            trust_remote_code=trust_remote_code)
     except Exception as err:  # noqa: BLE001  (OSError, ValueError, JSON and hub errors alike)
         raise load_failure(name, err, local=is_local) from None
     n = len(labels) if labels else num_labels
@@ -261,7 +268,7 @@ def load_model(
         raise ModelLoadError(f"{name!r} has no classification head (architectures: {archs}); "
                              "fine-tune it on labelled data first, or point at a fine-tuned "
                              "checkpoint")
-    kw: dict[str, Any] = {"revision": revision,
+    kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code,
                           **placement_kwargs(dtype, device_map, quantization)}
     if attn_implementation:
         kw["attn_implementation"] = attn_implementation
@@ -275,7 +282,8 @@ def load_model(
         warnings.simplefilter("ignore")
         try:
             model = AutoModelForSequenceClassification.from_pretrained(where, **kw)
-            tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(where)
+            tok = tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(
+                where, trust_remote_code=trust_remote_code)
         except Exception as err:  # noqa: BLE001  (a truncated weight file raises its own type)
             raise load_failure(name, err, local=is_local) from None
     if not getattr(tok, "is_fast", False):
