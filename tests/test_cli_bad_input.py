@@ -241,7 +241,16 @@ def test_ctrl_c_says_interrupted_and_exits_130(places):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
-    time.sleep(4.0)  # well inside the model work
+    # inside the model work: torch's library is mapped (under load, importing it alone can take
+    # longer than a fixed sleep), then the model loads and kernel_shap runs for minutes
+    maps = f"/proc/{proc.pid}/maps"
+    deadline = time.monotonic() + 90
+    while os.path.exists(maps) and time.monotonic() < deadline:
+        with open(maps) as fh:
+            if "libtorch" in fh.read():
+                break
+        time.sleep(0.2)
+    time.sleep(4.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
