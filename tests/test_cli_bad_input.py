@@ -237,7 +237,7 @@ def test_ctrl_c_says_interrupted_and_exits_130(places):
         [sys.executable, "-c", "import sys; from faithscope.cli import main; "
          "print('started', flush=True); sys.exit(main(sys.argv[1:]))",
          "explain", "--model", places["model"], "--text", "a good film " * 8,
-         "--explainer", "kernel_shap", "--n-samples", "200000"],
+         "--explainer", "integrated_gradients", "--n-steps", "200000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
@@ -252,7 +252,7 @@ def test_ctrl_c_says_interrupted_and_exits_130(places):
         time.sleep(0.2)
     time.sleep(4.0)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert err.strip() == "faithscope: interrupted", err
 
