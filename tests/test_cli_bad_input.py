@@ -237,7 +237,7 @@ def test_ctrl_c_says_interrupted_and_exits_130(places):
         [sys.executable, "-c", "import sys; from faithscope.cli import main; "
          "print('started', flush=True); sys.exit(main(sys.argv[1:]))",
          "explain", "--model", places["model"], "--text", "a good film " * 8,
-         "--explainer", "integrated_gradients", "--n-steps", "200000"],
+         "--explainer", "lime", "--n-samples", "200000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
