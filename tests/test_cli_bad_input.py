@@ -242,7 +242,7 @@ def test_ctrl_c_says_interrupted_and_exits_130(places):
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
     # inside the model work: torch's library is mapped (under load, importing it alone can take
-    # longer than a fixed sleep), then the model loads and kernel_shap runs for minutes
+    # longer than a fixed sleep), then the model loads and LIME runs its 200k rows for minutes
     maps = f"/proc/{proc.pid}/maps"
     deadline = time.monotonic() + 90
     while os.path.exists(maps) and time.monotonic() < deadline:
