@@ -202,8 +202,14 @@ def main() -> None:
         exps = fs.explain(model, sents, specs, seed=args.seed)
         df = fs.evaluate(exps, model, FAITHFULNESS, seed=args.seed)
         summary = fs.summarize(df)
+        # The removal operator of each metric's rows (fs.evaluate's default, recorded per row).
+        ops = {m: "/".join(sorted({str(o) for o in g["operator"] if isinstance(o, str) and o}))
+               for m, g in df.groupby("metric")}
+        summary["operator"] = [ops.get(m.split(" (")[0], "") for m in summary["metric"]]
         summary.to_csv(out / "ensembles_summary.csv", index=False)
         say(f"\n## Ensembles next to their members (n={len(sents)}, mean [95 % CI])\n")
+        say("Removal operator (the rows' `operator` column): " + "; ".join(
+            f"`{m}`: `{o}`" for m, o in sorted(ops.items())) + ".\n")
         say(markdown(summary))
         say(f"\n(ensembles: {time.perf_counter() - t0:.0f} s)")
 

@@ -238,7 +238,10 @@ def test_ctrl_c_says_interrupted_and_exits_130(places):
          "print('started', flush=True); sys.exit(main(sys.argv[1:]))",
          "explain", "--model", places["model"], "--text", "a good film " * 8,
          "--explainer", "lime", "--n-samples", "200000"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # a pytest-xdist worker ignores SIGINT, and an ignored signal stays ignored in its
+        # children: give the CLI the default disposition, as a terminal would
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == "started"
     # inside the model work: torch's library is mapped (under load, importing it alone can take
