@@ -282,12 +282,14 @@ def test_analysis_declarations():
     assert sorted(names) == sorted([
         "randomization", "randomization_independent", "max_sensitivity", "avg_sensitivity",
         "max_sensitivity_word", "avg_sensitivity_word", "explanation_attack",
-        "explanation_attack_constrained"])
+        "explanation_attack_constrained", "sampling_stability"])
     for name in names:
         m = get_metric(name)
         assert m.name == name and m.needs == {"model", "explainer"}
-        assert m.family in ("sanity", "robustness", "adversarial")
-        assert m.higher_is_better is False and m.reference
+        assert m.family in ("sanity", "robustness", "adversarial", "stability")
+        # agreement between two sampling seeds: higher is better; every other analysis
+        # measures a change or an attack's damage: lower is better
+        assert m.higher_is_better is (name == "sampling_stability") and m.reference
         lo, hi = m.bounds
         assert lo < hi
 
