@@ -92,7 +92,8 @@ class Store:
         """Write to a unique temporary name, then rename into place."""
         parent = path.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[1]}"
+        # ends in .part: a glob for the final name (``*.done.json``) never sees a half-write
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[1]}.part"
         with self.fs.open(tmp, "wb") as fh:
             fh.write(data)
             if self.local:
