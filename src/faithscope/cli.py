@@ -55,6 +55,14 @@ def _int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _budget(raw: str) -> int | str:
+    """A sample budget: a positive integer, or ``auto`` (adaptive precision)."""
+    return "auto" if raw == "auto" else _int_at_least(1)(raw)
+
+
+_budget.__name__ = "integer or 'auto'"
+
+
 def _port(raw: str) -> int:
     value = _int_at_least(1)(raw)
     if value > 65535:
@@ -515,8 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "default mexgen_clime with --prompt)")
     e.add_argument("--param", action="append", metavar="EXPLAINER.KEY=VALUE",
                    help="hyper-parameter, e.g. lime.n_samples=500 (repeatable)")
-    e.add_argument("--n-samples", type=_int_at_least(1),
-                   help="n_samples for explainers that have it")
+    e.add_argument("--n-samples", type=_budget,
+                   help="n_samples for explainers that have it: an integer, or 'auto' (sample "
+                        "in rounds until the ranking is resolved)")
     e.add_argument("--n-steps", type=_int_at_least(1), help="n_steps for explainers that have it")
     e.add_argument("--granularity", choices=GRANULARITIES, default="word")
     e.add_argument("--target", default=None, help="predicted (default), all, index or label")

@@ -80,6 +80,9 @@ class Explanation:
     # per output token (columns of a per-token explanation): its text and the step scores
     output_tokens: tuple[str, ...] | None = None
     step_scores: Mapping[str, tuple[float, ...]] | None = None
+    # per-unit standard errors of a sampling explainer's scores (targets x units, float32;
+    # 0 where exact), None for explainers without sampling error (:mod:`.explainers.adaptive`)
+    errors: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         scores = np.asarray(self.scores, dtype=np.float32)
@@ -95,6 +98,9 @@ class Explanation:
             raise ValueError("a binary explanation's scores must be 0 (not selected) or 1 "
                              "(selected)")
         object.__setattr__(self, "scores", scores)
+        if self.errors is not None:
+            errors = np.asarray(self.errors, dtype=np.float32).reshape(scores.shape)
+            object.__setattr__(self, "errors", errors)
         object.__setattr__(self, "probs", np.asarray(self.probs, dtype=np.float32))
         if self.output_ids is not None:
             object.__setattr__(self, "output_ids", tuple(int(t) for t in self.output_ids))
@@ -165,6 +171,11 @@ class Explanation:
         a, b = self.to_dict(), other.to_dict()
         sa, sb = np.asarray(a.pop("scores")), np.asarray(b.pop("scores"))
         pa, pb = np.asarray(a.pop("probs")), np.asarray(b.pop("probs"))
+        ea, eb = a.pop("errors"), b.pop("errors")
+        if (ea is None) != (eb is None) or (ea is not None and not np.allclose(
+                np.asarray(ea, float), np.asarray(eb, float), atol=atol, rtol=0,
+                equal_nan=True)):
+            return False
         return (
             a == b
             and sa.shape == sb.shape
@@ -179,6 +190,7 @@ class Explanation:
         d["units"] = [[u[0], u[1], u[2], u[3], list(u[4])] for u in d["units"]]
         d["scores"] = self.scores.tolist()  # float32 -> float64 is exact, and back
         d["probs"] = self.probs.tolist()
+        d["errors"] = None if self.errors is None else self.errors.tolist()
         d["targets"] = list(self.targets)
         d["target_labels"] = list(self.target_labels)
         d["params"] = jsonable(dict(self.params))
@@ -199,6 +211,10 @@ class Explanation:
         d["scores"] = np.asarray(d["scores"], dtype=np.float32).reshape(
             len(d["targets"]), len(d["units"]))
         d["probs"] = np.asarray(d["probs"], dtype=np.float32)
+        if d.get("errors") is not None:  # absent from files written before it
+            d["errors"] = np.asarray(d["errors"], dtype=np.float32).reshape(d["scores"].shape)
+        else:
+            d["errors"] = None
         d["targets"] = tuple(int(t) for t in d["targets"])
         d["target_labels"] = tuple(d["target_labels"])
         d["binary"] = bool(d.get("binary") or False)  # absent from files written before it
@@ -330,7 +346,7 @@ def explanations_table(explanations: Iterable[Explanation]) -> Any:
         values = [r[name] for r in rows]
         if name in _JSON_COLUMNS:
             cols[name] = pa.array([json.dumps(v) for v in values], pa.string())
-        elif name == "scores":
+        elif name in ("scores", "errors"):
             cols[name] = pa.array(values, pa.list_(pa.list_(pa.float32())))
         elif name == "probs":
             cols[name] = pa.array(values, pa.list_(pa.float32()))

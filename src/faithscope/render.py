@@ -76,6 +76,49 @@ def matrix_table(exp: Explanation) -> Table:
     return table
 
 
+def errors_table(exp: Explanation, target: int | None = None) -> Table:
+    """A sampling explainer's scores with their 95 % error bars (score +- 1.96 standard
+    errors, :attr:`Explanation.errors`): a row per unit, the bar drawn to scale with its
+    interval marked (``|`` ends on a dotted span)."""
+    s = exp.row(target).astype(np.float64)
+    assert exp.errors is not None
+    k = 0 if target is None else exp.targets.index(target)
+    half = 1.96 * exp.errors[k].astype(np.float64)
+    table = Table(title=Text(f"{exp.explainer}: score \u00b1 95 % error bar "
+                             f"({exp.info.get('n_samples', '?')} samples)"),
+                  title_justify="left")
+    table.add_column("unit", overflow="fold")
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column("\u00b1", justify="right", no_wrap=True)
+    table.add_column("bar", no_wrap=True)
+    width = 15
+    top = float(np.nanmax(np.abs(s) + np.nan_to_num(half))) if s.size else 1.0
+    top = top or 1.0
+    for u, v, h in zip(exp.units, s, half, strict=True):
+        table.add_row(Text(u.text), f"{v:+.3f}", f"{h:.3f}", _bar(v, h, top, width))
+    return table
+
+
+def _bar(v: float, h: float, top: float, width: int) -> Text:
+    """``-width .. +width`` cells around a centre line: the score as a block bar in its colour,
+    the error bar's ends as ``|`` and its span as dots."""
+    cells = [" "] * (2 * width + 1)
+    cells[width] = "\u2502"
+    pos = round(v / top * width)
+    lo, hi = (round((v - h) / top * width), round((v + h) / top * width)) if np.isfinite(h) \
+        else (-width, width)
+    for i in range(min(0, pos), max(0, pos) + 1):
+        if i != 0:
+            cells[width + i] = "\u2588"
+    for i in range(max(lo, -width), min(hi, width) + 1):
+        if cells[width + i] == " ":
+            cells[width + i] = "\u00b7"
+    for i in (lo, hi):
+        if -width <= i <= width:
+            cells[width + i] = "|"
+    return Text("".join(cells), style="red" if v >= 0 else "blue")
+
+
 def print_explanations(explanations: Sequence[Explanation], console: Console | None = None
                        ) -> None:
     """One table per example: a row per explainer with its heatmap and runtime. Every text is
@@ -105,3 +148,6 @@ def print_explanations(explanations: Sequence[Explanation], console: Console | N
             console.print(Text(f"{title}\n{what}"))
         for e in matrices:
             console.print(matrix_table(e))
+        for e in exps:
+            if e.errors is not None and not e.per_token and e.units:
+                console.print(errors_table(e))

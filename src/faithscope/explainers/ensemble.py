@@ -142,7 +142,7 @@ class Ensemble(Explainer):
             for k, (sc, info) in enumerate(zip(scores, member_infos, strict=True)):
                 total[k] += wk * normalize_scores(sc, self.normalization)
                 infos[k]["members"].append(exp.name)
-                infos[k]["member_info"].append(dict(info))
+                infos[k]["member_info"].append({a: b for a, b in info.items() if a != "se"})
                 for key in ("forwards", "backwards"):
                     infos[k][key] += int(info.get(key, 0) or 0)
         return total, infos

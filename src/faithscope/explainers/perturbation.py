@@ -29,6 +29,13 @@ import numpy as np
 from ..models.adapter import ModelAdapter
 from ..registry import explainers
 from ..targets import TargetFn
+from .adaptive import (
+    Adaptive,
+    fixed_state,
+    paired_constrained_se,
+    ridge_se,
+    sample_in_rounds,
+)
 from .base import Explainer, Prepared, full_masks, score_masks
 
 Result = tuple[list[np.ndarray], list[dict[str, Any]]]
@@ -89,36 +96,80 @@ def lime_kernel(masks: np.ndarray, kernel_width: float) -> np.ndarray:
 
 @explainers.register("lime")
 @dataclass(frozen=True, kw_only=True)
-class Lime(Explainer):
+class Lime(Adaptive, Explainer):
     """LIME for text: remove a uniform number of random units, weight samples by an
-    exponential kernel on cosine distance (x100, width 25), fit a weighted ridge model."""
+    exponential kernel on cosine distance (x100, width 25), fit a weighted ridge model.
+
+    ``n_samples="auto"`` samples in rounds until the ranking is resolved (:mod:`.adaptive`), and
+    once the planned total reaches ``2**d`` enumerates every mask with its expected weight at
+    ``max_samples`` draws instead (standard errors 0). Every explanation carries per-unit sandwich standard errors
+    (``Explanation.errors``)."""
 
     stochastic = True
-    n_samples: int = 1000
+    budget_field = "n_samples"
+    n_samples: int | str = 1000
     kernel_width: float = 25.0
     alpha: float = 1.0
     mask: str = "mask"
 
+    def validate(self) -> None:
+        super().validate()
+        self.validate_precision(self.name, self.n_samples)
+
+    def draw(self, it: Prepared, st: dict[str, Any], n: int) -> np.ndarray:
+        """``n`` masks: the first round starts with the unperturbed input, then each row drops
+        ``k`` units chosen uniformly at random, ``k`` uniform in 1..d."""
+        d = it.n_units
+        planned = sum(st["sizes"][: st["round"] + 1])
+        if st.get("auto") and 2**d <= planned:
+            return self._enumerate(it, st, sum(st["sizes"]))
+        rng = st["rng"]
+        first = st["round"] == 0
+        m = n - 1 if first else n
+        k = rng.integers(1, d + 1, size=m) if d else np.zeros(m, int)
+        ranks = np.argsort(np.argsort(rng.random((m, d)), axis=1), axis=1)
+        rows = ranks >= k[:, None]
+        return np.vstack([full_masks(it), rows]) if first else rows
+
+    @staticmethod
+    def _enumerate(it: Prepared, st: dict[str, Any], n: int) -> np.ndarray:
+        """Auto mode, once ``2**d`` masks are no more than the planned total: every mask,
+        weighted by its expected count among ``n`` draws (``n``: the cap, so the ridge penalty
+        weighs as little as at the largest budget auto may use) (the unperturbed input once, then
+        ``k`` removed with probability ``1 / (d C(d, k))``): the fit is the sampling design's
+        expectation at ``n`` samples, without sampling error."""
+        d = it.n_units
+        codes = np.arange(2**d)
+        Z = ((codes[:, None] >> np.arange(d)) & 1).astype(bool)
+        removed = d - Z.sum(1)
+        comb = np.array([math.comb(d, int(k)) for k in removed], dtype=np.float64)
+        st["design_w"] = np.where(removed > 0, (n - 1) / (max(d, 1) * comb), 1.0)
+        st["exact"], st["exact_rows"], st["drew"] = True, len(Z), len(Z)
+        return Z
+
+    def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, y: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        if st.get("exact"):
+            masks, y = masks[len(masks) - st["exact_rows"]:], y[len(y) - st["exact_rows"]:]
+            X = masks.astype(np.float64)
+            w = st["design_w"] * lime_kernel(masks, self.kernel_width)
+            coef, _ = weighted_ridge(X, y, w, self.alpha)
+            return coef, np.zeros_like(coef)
+        X = masks.astype(np.float64)
+        w = lime_kernel(masks, self.kernel_width)
+        coef, intercept = weighted_ridge(X, y, w, self.alpha)
+        return coef, ridge_se(X, y, w, self.alpha, coef, intercept)
+
     def sample(self, it: Prepared) -> np.ndarray:
-        rng = it.rng("lime")
-        n, d = self.n_samples, it.n_units
-        masks = full_masks(it, n)
-        k = rng.integers(1, d + 1, size=n - 1) if d else np.zeros(n - 1, int)
-        order = np.argsort(rng.random((n - 1, d)), axis=1)
-        ranks = np.argsort(order, axis=1)
-        masks[1:] = ranks >= k[:, None]  # drop k units chosen uniformly at random
-        return masks
+        """The masks of a fixed budget (one round), as :meth:`attribute` draws them."""
+        return self.draw(it, fixed_state(it, "lime", self.n_samples), int(self.n_samples))
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
-        masks = [self.sample(it) for it in items]
-        vals = score_masks(adapter, items, masks, target_fn, operator=self.mask)
-        out = []
-        for m, y in zip(masks, vals, strict=True):
-            X = m.astype(np.float64)
-            coef, _ = weighted_ridge(X, y, lime_kernel(m, self.kernel_width), self.alpha)
-            out.append(coef)
-        return out, [{"forwards": int(len(np.unique(m, axis=0)))} for m in masks]
+        return sample_in_rounds(
+            adapter, items, target_fn, operator=self.mask, salt="lime", budget=self.n_samples,
+            first=lambda it: max(64, 4 * (it.n_units + 1)), cap=self.max_samples,
+            draw=self.draw, fit=self.fit, precision=self)
 
 
 def shapley_kernel_weight(d: int, s: np.ndarray) -> np.ndarray:
@@ -161,58 +212,91 @@ def constrained_rank(Z: np.ndarray, w: np.ndarray) -> int:
 
 @explainers.register("kernel_shap")
 @dataclass(frozen=True, kw_only=True)
-class KernelShap(Explainer):
+class KernelShap(Adaptive, Explainer):
     """KernelSHAP with paired sampling and the efficiency constraint enforced exactly.
 
     With ``2**d - 2 <= n_samples`` every coalition is enumerated and the result is the exact
-    Shapley value of the masked-input game. ``info["rank"]`` is the rank of the regression (at
-    most ``n_units - 1`` free coefficients) and ``info["underdetermined"]`` whether it is below
-    that: then the samples do not determine the values (paired sampling needs at least
-    ``n_samples >= 2 (n_units - 1)``), the result is the minimum-norm solution in which the last
-    unit absorbs the remainder, and a ``UserWarning`` says so.
+    Shapley value of the masked-input game (standard errors 0). ``info["rank"]`` is the rank of
+    the regression (at most ``n_units - 1`` free coefficients) and ``info["underdetermined"]``
+    whether it is below that: then the samples do not determine the values (paired sampling
+    needs at least ``n_samples >= 2 (n_units - 1)``), the result is the minimum-norm solution in
+    which the last unit absorbs the remainder, and a ``UserWarning`` says so.
+    ``n_samples="auto"`` samples pairs in rounds until the ranking is resolved, and enumerates
+    instead once a round would reach ``2**d - 2`` samples (:mod:`.adaptive`); standard errors
+    are sandwich errors over the pairs.
     """
 
     stochastic = True
-    n_samples: int = 1000
+    budget_field = "n_samples"
+    n_samples: int | str = 1000
     mask: str = "mask"
 
-    def coalitions(self, it: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    def validate(self) -> None:
+        super().validate()
+        self.validate_precision(self.name, self.n_samples)
+
+    def draw(self, it: Prepared, st: dict[str, Any], n: int) -> np.ndarray:
+        """The full and empty masks first, then ``n`` coalitions: paired samples (a
+        coalition and its complement on consecutive rows), or every coalition once the
+        example's total budget reaches ``2**d - 2``."""
         d = it.n_units
-        if d <= 1:
-            return np.zeros((0, d), bool), np.zeros(0)
-        if 2**d - 2 <= self.n_samples:
-            codes = np.arange(1, 2**d - 1)
-            Z = ((codes[:, None] >> np.arange(d)) & 1).astype(bool)
-            return Z, shapley_kernel_weight(d, Z.sum(1))
-        rng = it.rng("kernel_shap")
+        rows = [full_masks(it, 1, True), full_masks(it, 1, False)] if st["round"] == 0 else []
+        planned = sum(st["sizes"][: st["round"] + 1])
+        if d <= 1 or 2**d - 2 <= planned:
+            st["exact"] = True
+            codes = np.arange(1, 2**d - 1) if d > 1 else np.zeros(0, int)
+            st["exact_rows"] = st["drew"] = len(codes)
+            rows.append(((codes[:, None] >> np.arange(d)) & 1).astype(bool))
+            return np.vstack(rows)
+        rng = st["rng"]
         sizes = np.arange(1, d)
         p = (d - 1) / (sizes * (d - sizes))
-        half = max(1, self.n_samples // 2)
+        half = max(1, n // 2)
         s = rng.choice(sizes, size=half, p=p / p.sum())
         ranks = np.argsort(np.argsort(rng.random((half, d)), axis=1), axis=1)
         Z = ranks < s[:, None]
-        Z = np.vstack([Z, ~Z])  # paired (antithetic) sampling
-        uniq, counts = np.unique(Z, axis=0, return_counts=True)
-        return uniq, counts.astype(np.float64)
+        st["drew"] = 2 * half
+        rows.append(np.stack([Z, ~Z], axis=1).reshape(-1, d))  # paired (antithetic) sampling
+        return np.vstack(rows)
+
+    def coalitions(self, it: Prepared) -> tuple[np.ndarray, np.ndarray]:
+        """The coalitions of a fixed budget (without the full and empty masks) and their
+        regression weights: paired samples with weight 1, or every coalition with the Shapley
+        kernel weight."""
+        st = fixed_state(it, "kernel_shap", self.n_samples)
+        Z = self.draw(it, st, int(self.n_samples))[2:]
+        d = it.n_units
+        w = shapley_kernel_weight(d, Z.sum(1)) if st.get("exact") and d > 1 else np.ones(len(Z))
+        return Z, w
+
+    def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, v: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        d = it.n_units
+        total = v[0] - v[1]
+        if d <= 1:
+            st["info"] = {"rank": 0, "underdetermined": False}
+            return (total[:, None] if d else np.zeros((len(total), 0))), np.zeros((len(total), d))
+        if st.get("exact"):
+            Z = masks[len(masks) - st["exact_rows"]:]
+            y = v[len(masks) - st["exact_rows"]:] - v[1]
+            w = shapley_kernel_weight(d, Z.sum(1))
+            phi = constrained_wls(Z.astype(np.float64), y, w, total)
+            se = np.zeros_like(phi)
+        else:
+            Z, y = masks[2:], v[2:] - v[1]
+            w = np.ones(len(Z))
+            phi = constrained_wls(Z.astype(np.float64), y, w, total)
+            se = paired_constrained_se(Z, y, phi, total)
+        rank = constrained_rank(Z, w)
+        st["info"] = {"rank": rank, "underdetermined": rank < d - 1}
+        return phi, se
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
-        plans = [self.coalitions(it) for it in items]
-        masks = [np.vstack([full_masks(it, 1, True), full_masks(it, 1, False), Z])
-                 for it, (Z, _) in zip(items, plans, strict=True)]
-        vals = score_masks(adapter, items, masks, target_fn, operator=self.mask)
-        out, info = [], []
-        for it, (Z, w), v, m in zip(items, plans, vals, masks, strict=True):
-            total = v[0] - v[1]
-            if it.n_units == 0:
-                out.append(np.zeros((len(it.targets), 0)))
-            elif it.n_units == 1:
-                out.append(total[:, None])
-            else:
-                out.append(constrained_wls(Z.astype(np.float64), v[2:] - v[1], w, total))
-            rank = constrained_rank(Z, w)
-            info.append({"forwards": len(m), "rank": rank,
-                         "underdetermined": rank < max(it.n_units - 1, 0)})
+        out, info = sample_in_rounds(
+            adapter, items, target_fn, operator=self.mask, salt="kernel_shap",
+            budget=self.n_samples, first=lambda it: max(64, 4 * (it.n_units + 1)),
+            cap=self.max_samples, draw=self.draw, fit=self.fit, precision=self)
         self._warn_underdetermined(items, info)
         return out, info
 
@@ -224,7 +308,7 @@ class KernelShap(Explainer):
         it, i = max(bad, key=lambda b: b[0].n_units)
         d = it.n_units
         warnings.warn(
-            f"kernel_shap: n_samples={self.n_samples} is too few for n_units={d} "
+            f"kernel_shap: n_samples={i['n_samples']} is too few for n_units={d} "
             f"(example {it.example_id!r}; {len(bad)} of {len(items)} examples affected): the "
             f"regression has rank {i['rank']} < n_units - 1 = {d - 1}, so the attributions are "
             f"a minimum-norm solution in which the last unit absorbs the remainder. Use a larger "
@@ -234,43 +318,74 @@ class KernelShap(Explainer):
 
 @explainers.register("shapley_sampling")
 @dataclass(frozen=True, kw_only=True)
-class ShapleySampling(Explainer):
+class ShapleySampling(Adaptive, Explainer):
     """Shapley values by permutation sampling with antithetic (reversed) permutations.
 
     When ``d! <= n_permutations`` all permutations are enumerated: the values are exact.
+    Standard errors: the standard deviation of the antithetic pairs' mean contributions over
+    the square root of the number of pairs. ``n_permutations="auto"`` adds pairs in rounds
+    until the ranking is resolved (``max_samples`` caps the permutations; :mod:`.adaptive`).
     """
 
     stochastic = True
-    n_permutations: int = 50
+    budget_field = "n_permutations"
+    n_permutations: int | str = 50
+    max_samples: int = 200
     mask: str = "mask"
 
-    def permutations(self, it: Prepared) -> np.ndarray:
+    def validate(self) -> None:
+        super().validate()
+        self.validate_precision(self.name, self.n_permutations)
+
+    def permutations(self, it: Prepared, st: dict[str, Any] | None = None,
+                     n: int | None = None) -> np.ndarray:
+        """``n`` permutations (pairs of a permutation and its reverse on consecutive rows), or
+        all ``d!`` once the example's total budget reaches it; without ``st``, those of a fixed
+        budget."""
+        if st is None:
+            st = fixed_state(it, "shapley_sampling", self.n_permutations)
+            n = int(self.n_permutations)
+        assert n is not None
         d = it.n_units
-        if math.factorial(d) <= self.n_permutations:
+        if math.factorial(d) <= sum(st["sizes"][: st["round"] + 1]):
+            st["exact"] = True
+            st["drew"] = math.factorial(d)
             return np.array(list(itertools.permutations(range(d))), dtype=np.int64).reshape(-1, d)
-        rng = it.rng("shapley_sampling")
-        half = max(1, self.n_permutations // 2)
-        perms = np.argsort(rng.random((half, d)), axis=1)
-        return np.vstack([perms, perms[:, ::-1]])
+        half = max(1, n // 2)
+        perms = np.argsort(st["rng"].random((half, d)), axis=1)
+        st["drew"] = 2 * half
+        return np.stack([perms, perms[:, ::-1]], axis=1).reshape(-1, d)
+
+    def draw(self, it: Prepared, st: dict[str, Any], n: int) -> np.ndarray:
+        P = self.permutations(it, st, n)
+        if st.get("exact"):
+            st["perms"] = [P]
+        else:
+            st.setdefault("perms", []).append(P)
+        pos = np.argsort(P, axis=1)  # position of each unit in its permutation
+        steps = np.arange(it.n_units + 1)
+        # row (p, j): units placed before step j are present
+        return (pos[:, None, :] < steps[None, :, None]).reshape(-1, it.n_units)
+
+    def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, v: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+        d = it.n_units
+        P = np.vstack(st["perms"])
+        v = v[len(v) - len(P) * (d + 1):].reshape(len(P), d + 1, -1)
+        gains = v[:, 1:] - v[:, :-1]  # gain of the unit added at each step
+        contrib = np.empty_like(gains)  # perms x units x targets
+        np.put_along_axis(contrib, P[:, :, None], gains, axis=1)
+        phi = contrib.mean(axis=0).T
+        if st.get("exact") or d == 0:
+            return phi, np.zeros_like(phi)
+        pairs = contrib.reshape(len(P) // 2, 2, d, -1).mean(axis=1)
+        if len(pairs) < 2:
+            return phi, np.full_like(phi, np.nan)
+        return phi, (pairs.std(axis=0, ddof=1) / np.sqrt(len(pairs))).T
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
-        perms = [self.permutations(it) for it in items]
-        masks = []
-        for it, P in zip(items, perms, strict=True):
-            d = it.n_units
-            pos = np.argsort(P, axis=1)  # position of each unit in its permutation
-            steps = np.arange(d + 1)
-            # row (p, j): units placed before step j are present
-            masks.append((pos[:, None, :] < steps[None, :, None]).reshape(-1, d))
-        vals = score_masks(adapter, items, masks, target_fn, operator=self.mask)
-        out = []
-        for it, P, v in zip(items, perms, vals, strict=True):
-            d = it.n_units
-            v = v.reshape(len(P), d + 1, -1)
-            gains = v[:, 1:] - v[:, :-1]  # gain of the unit added at each step
-            phi = np.zeros((v.shape[2], d))
-            for t in range(v.shape[2]):
-                np.add.at(phi[t], P.reshape(-1), gains[:, :, t].reshape(-1))
-            out.append(phi / max(len(P), 1))
-        return out, [{"forwards": int(len(np.unique(m, axis=0)))} for m in masks]
+        return sample_in_rounds(
+            adapter, items, target_fn, operator=self.mask, salt="shapley_sampling",
+            budget=self.n_permutations, first=lambda it: 10, cap=self.max_samples,
+            draw=self.draw, fit=self.fit, precision=self)

@@ -1,0 +1,244 @@
+"""Adaptive precision for the sampling explainers: per-unit standard errors, and
+``n_samples="auto"``, which samples in rounds and stops each example once its ranking is resolved.
+
+Every sampling kernel (LIME, KernelSHAP, Shapley sampling) is written as two functions driven by
+:func:`sample_in_rounds`: ``draw(item, state, n)`` returns ``n`` new unit masks of one example
+(its own generator lives in ``state``, so an example's samples never depend on the others), and
+``fit(item, state, masks, values)`` returns the estimate and its per-unit standard errors from all
+rows scored so far. A fixed budget is one round. With ``"auto"`` the first round draws
+``first`` samples per example, each later round doubles the example's total, and all unfinished
+examples of the call are scored together in one virtual batch per round. An example stops when
+:func:`ranking_resolved` holds or its total reaches ``max_samples``.
+
+Stopping rule (:func:`ranking_resolved`): order the units by estimate; for each of the first
+``top_k`` adjacent pairs (all pairs when ``top_k`` is None) the gap must satisfy
+``gap + tolerance * max|phi| >= z * sqrt(se_a**2 + se_b**2)`` with ``z`` the two-sided normal
+quantile of ``confidence``: the order of each pair is significant at that level, or the two are
+tied within ``tolerance`` of the largest attribution (their order does not matter). Exact
+estimates (standard error 0, e.g. KernelSHAP on enumerated coalitions) are resolved at once.
+
+Standard errors are those of the estimator under the sampling design, from one run:
+heteroskedasticity-consistent sandwich variances for the weighted least-squares fits (White
+1980; HC1 scaling), over antithetic pairs where samples come in pairs (Covert & Lee 2021,
+"Improving KernelSHAP"), and the standard deviation of antithetic-pair means for permutation
+sampling (Mitchell et al. 2022, "Sampling permutations for Shapley value estimation").
+
+Example
+-------
+>>> import numpy as np
+>>> ranking_resolved(np.array([[3.0, 1.0, 0.0]]), np.array([[0.1, 0.1, 0.1]]),
+...                  tolerance=0.0, confidence=0.95, top_k=None)
+True
+>>> ranking_resolved(np.array([[3.0, 2.9, 0.0]]), np.array([[0.1, 0.1, 0.1]]),
+...                  tolerance=0.0, confidence=0.95, top_k=None)
+False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+from ..models.adapter import InputError, ModelAdapter
+from ..targets import TargetFn
+from .base import Prepared, score_masks
+
+AUTO = "auto"
+Draw = Callable[[Prepared, dict[str, Any], int], np.ndarray]
+Fit = Callable[[Prepared, dict[str, Any], np.ndarray, np.ndarray],
+               tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Adaptive:
+    """The precision settings shared by the sampling explainers (used with a budget of
+    ``"auto"``): ``tolerance`` (fraction of the largest attribution within which two units
+    count as tied), ``confidence`` (of each pairwise order), ``top_k`` (adjacent pairs checked
+    from the top; None: all), ``max_samples`` (cap on an example's budget, in the explainer's
+    own unit: samples, or permutations for Shapley sampling)."""
+
+    tolerance: float = 0.05
+    confidence: float = 0.95
+    top_k: int | None = None
+    max_samples: int = 2000
+
+    def validate_precision(self, name: str, budget: Any) -> None:
+        if isinstance(budget, str) and budget != AUTO:
+            raise InputError(f"{name}: the budget must be a positive integer or 'auto', "
+                             f"got {budget!r}")
+        if not 0 <= self.tolerance < 1:
+            raise InputError(f"{name}: tolerance must be in [0, 1), got {self.tolerance!r}")
+        if not 0 < self.confidence < 1:
+            raise InputError(f"{name}: confidence must be in (0, 1), got {self.confidence!r}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or self.top_k < 1):
+            raise InputError(f"{name}: top_k must be None or >= 1, got {self.top_k!r}")
+        m = self.max_samples
+        if isinstance(m, bool) or not isinstance(m, int) or m < 1:
+            raise InputError(f"{name}: max_samples must be a positive integer, got {m!r}")
+
+
+def z_value(confidence: float) -> float:
+    """Two-sided standard normal quantile: 1.96 for 0.95."""
+    return NormalDist().inv_cdf(0.5 + confidence / 2)
+
+
+def ranking_resolved(phi: np.ndarray, se: np.ndarray, *, tolerance: float, confidence: float,
+                     top_k: int | None) -> bool:
+    """Whether every explained target's ranking is resolved (see the module docstring):
+    ``phi`` and ``se`` are targets x units."""
+    z = z_value(confidence)
+    for row, s in zip(np.atleast_2d(phi), np.atleast_2d(se), strict=True):
+        d = len(row)
+        if d < 2:
+            continue
+        if not np.isfinite(s).all():
+            return False
+        order = np.argsort(-row, kind="stable")
+        k = d - 1 if top_k is None else min(top_k, d - 1)
+        a, b = order[:k], order[1 : k + 1]
+        slack = tolerance * float(np.abs(row).max())
+        if np.any(row[a] - row[b] + slack < z * np.sqrt(s[a] ** 2 + s[b] ** 2)):
+            return False
+    return True
+
+
+def round_sizes(budget: int | str, first: int, cap: int) -> list[int]:
+    """Samples added per round: ``[budget]`` for a fixed budget; with ``"auto"``, ``first``
+    then doubling totals (first, first, 2 first, ...) until ``cap``."""
+    if budget != AUTO:
+        return [int(budget)]
+    first = min(first, cap)
+    sizes, total = [first], first
+    while total < cap:
+        step = min(total, cap - total)
+        sizes.append(step)
+        total += step
+    return sizes
+
+
+def fixed_state(item: Prepared, salt: str, budget: int | str) -> dict[str, Any]:
+    """The sampling state of an example's first round under a fixed budget (what
+    :func:`sample_in_rounds` starts from), for drawing an explainer's samples on their own."""
+    return {"rng": item.rng(salt), "round": 0, "sizes": [int(budget)]}
+
+
+def sample_in_rounds(
+    adapter: ModelAdapter, items: Sequence[Prepared], target_fn: TargetFn, *, operator: str,
+    salt: str, budget: int | str, first: Callable[[Prepared], int], cap: int,
+    draw: Draw, fit: Fit, precision: Adaptive,
+) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """Drive ``draw``/``fit`` over rounds (see the module docstring). Returns per example the
+    estimate (targets x units) and an info dict: ``forwards`` (distinct masks scored: a mask
+    seen in an earlier round of the call is reused, not scored again), ``n_samples`` (the budget used, in the explainer's unit: samples or
+    permutations; an enumeration counts what it enumerated), ``rounds``, ``resolved`` (auto: whether the
+    stopping rule held, rather than the cap) and ``se`` (per-unit standard errors)."""
+    states = [{**fixed_state(it, salt, 1), "sizes": round_sizes(budget, first(it), cap),
+               "masks": [], "values": [], "forwards": 0, "drawn": 0, "cache": {},
+               "auto": budget == AUTO}
+              for it in items]
+    results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(items)
+    active = list(range(len(items)))
+    auto = budget == AUTO
+    while active:
+        drawn, keys, fresh = [], [], []
+        for i in active:
+            st = states[i]
+            m = draw(items[i], st, st["sizes"][st["round"]])
+            st["drawn"] += st.pop("drew", st["sizes"][st["round"]])
+            k = [r.tobytes() for r in np.packbits(m, axis=1)]
+            new = dict.fromkeys(j for j, key in enumerate(k) if key not in st["cache"])
+            # a mask scored in an earlier round is not scored again; duplicates once
+            first_of = {k[j]: j for j in reversed(list(new))}
+            rows = sorted(first_of.values())
+            drawn.append(m)
+            keys.append(k)
+            fresh.append(rows)
+            st["forwards"] += len(rows)
+        todo = [(i, m[rows]) for i, m, rows in zip(active, drawn, fresh, strict=True) if rows]
+        vals = score_masks(adapter, [items[i] for i, _ in todo], [m for _, m in todo],
+                           target_fn, operator=operator) if todo else []
+        got = dict(zip([i for i, _ in todo], vals, strict=True))
+        still = []
+        for i, m, k, rows in zip(active, drawn, keys, fresh, strict=True):
+            st = states[i]
+            if rows:
+                st["cache"].update(zip([k[j] for j in rows], got[i], strict=True))
+            n_t = len(items[i].targets)
+            v = np.array([st["cache"][key] for key in k]).reshape(len(k), n_t)
+            st["masks"].append(m)
+            st["values"].append(v)
+            st["round"] += 1
+            phi, se = fit(items[i], st, np.vstack(st["masks"]), np.vstack(st["values"]))
+            results[i] = (phi, se)
+            st["resolved"] = bool(ranking_resolved(
+                phi, se, tolerance=precision.tolerance, confidence=precision.confidence,
+                top_k=precision.top_k))
+            if auto and st["round"] < len(st["sizes"]) and not st["resolved"] \
+                    and not st.get("exact"):
+                still.append(i)
+        active = still
+    scores, infos = [], []
+    for st, res in zip(states, results, strict=True):
+        assert res is not None
+        phi, se = res
+        scores.append(phi)
+        info: dict[str, Any] = {"forwards": st["forwards"], "n_samples": st["drawn"],
+                                "se": np.asarray(se, dtype=np.float64)}
+        if auto:
+            info.update(rounds=st["round"], resolved=st["resolved"] or bool(st.get("exact")))
+        if st.get("exact"):
+            info["exact"] = True
+        info.update(st.get("info", {}))
+        infos.append(info)
+    return scores, infos
+
+
+# ---------------------------------------------------------------- standard errors
+def ridge_se(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float, coef: np.ndarray,
+             intercept: np.ndarray) -> np.ndarray:
+    """HC1 sandwich standard errors of :func:`~faithscope.explainers.perturbation.
+    weighted_ridge`'s coefficients (targets x units): ``A^-1 (sum_i w_i^2 r_i^2 x_i x_i') A^-1``
+    with ``A = Xc' W Xc + alpha I`` on the weighted-centred design, times ``n / (n - d - 1)``."""
+    n, d = X.shape
+    if d == 0:
+        return np.zeros((Y.shape[1], 0))
+    sw = w / w.sum()
+    Xc = X - sw @ X
+    A = (Xc * w[:, None]).T @ Xc + alpha * np.eye(d)
+    Ainv = np.linalg.pinv(A)
+    R = Y - intercept[None, :] - X @ coef.T
+    scale = n / max(n - d - 1, 1)
+    out = np.empty((Y.shape[1], d))
+    for t in range(Y.shape[1]):
+        G = Xc * (w * R[:, t])[:, None]
+        C = Ainv @ (G.T @ G) @ Ainv * scale
+        out[t] = np.sqrt(np.clip(np.diag(C), 0, None))
+    return out
+
+
+def paired_constrained_se(Z: np.ndarray, y: np.ndarray, phi: np.ndarray,
+                          total: np.ndarray) -> np.ndarray:
+    """Standard errors of the efficiency-constrained KernelSHAP regression fitted on paired
+    samples (rows ``2j`` and ``2j + 1`` are a coalition and its complement, weight 1 each):
+    sandwich over pairs, as the pairs, not the rows, are the independent draws. The last unit
+    is ``total - sum(others)``, so its variance is ``1' C 1``. Targets x units."""
+    n, d = Z.shape
+    T = y.shape[1]
+    if d <= 1 or n < 4:
+        return np.full((T, d), 0.0 if d <= 1 else np.nan)
+    Zf = Z.astype(np.float64)
+    X = Zf[:, :-1] - Zf[:, -1:]
+    Ainv = np.linalg.pinv(X.T @ X)
+    P = n // 2
+    out = np.empty((T, d))
+    for t in range(T):
+        r = (y[:, t] - Zf[:, -1] * total[t]) - X @ phi[t, :-1]
+        g = (X * r[:, None]).reshape(P, 2, d - 1).sum(axis=1)
+        C = Ainv @ (g.T @ g) @ Ainv * (P / max(P - 1, 1))
+        out[t, :-1] = np.sqrt(np.clip(np.diag(C), 0, None))
+        out[t, -1] = np.sqrt(max(float(C.sum()), 0.0))
+    return out

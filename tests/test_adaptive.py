@@ -1,0 +1,163 @@
+"""Adaptive precision: per-unit standard errors of the sampling explainers (calibrated against
+the spread over independent runs, 0 where exact, covering exact Shapley values), and
+``n_samples="auto"`` (rounds, stopping rule, per-example keying, what is recorded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+from test_partition_kernel_lime import attribute, make_item, random_game, sigmoid_game
+
+import faithscope as fs
+import faithscope.models.tiny
+from faithscope.explainers import KernelShap, Lime, ShapleySampling
+from faithscope.explainers.adaptive import ranking_resolved, round_sizes
+from faithscope.models.adapter import InputError
+from helpers import brute_force_shapley
+
+D = 10
+GAME = random_game(D, seed=3)
+
+
+def runs(explainer, n_runs: int = 40, d: int = D, game=GAME):
+    """``n_runs`` independent estimates of one game (example ids key the generators)."""
+    items = [make_item(d, f"ex{r}") for r in range(n_runs)]
+    scores, infos, adapter = attribute(explainer, {it.example_id: game for it in items}, items)
+    return np.array([s[0] for s in scores]), np.array([i["se"][0] for i in infos]), infos, adapter
+
+
+@pytest.mark.parametrize("explainer", [Lime(n_samples=300), KernelShap(n_samples=200),
+                                       ShapleySampling(n_permutations=16)],
+                         ids=["lime", "kernel_shap", "shapley_sampling"])
+def test_standard_errors_match_the_spread_over_independent_runs(explainer):
+    phi, se, _, _ = runs(explainer)
+    spread = phi.std(axis=0, ddof=1)  # what the standard error should predict, per unit
+    ratio = se.mean(axis=0) / spread
+    assert 0.7 < float(np.median(ratio)) < 1.4, ratio
+    assert (ratio > 0.4).all() and (ratio < 2.5).all(), ratio
+
+
+def test_error_bars_cover_exact_shapley_values():
+    values = GAME(np.array([[(c >> j) & 1 for j in range(D)] for c in range(2**D)], bool))
+    exact = brute_force_shapley(values, D)[0]
+    phi, se, _, _ = runs(KernelShap(n_samples=400))
+    covered = np.abs(phi - exact[None, :]) <= 1.96 * se
+    assert covered.mean() >= 0.9, covered.mean()
+
+
+def test_enumerated_estimates_have_zero_error():
+    game = random_game(3, seed=1)
+    (s_ks,), (i_ks,), _ = attribute(KernelShap(n_samples=10), {"0": game}, [make_item(3)])
+    (s_sh,), (i_sh,), _ = attribute(ShapleySampling(n_permutations=6), {"0": game},
+                                    [make_item(3)])
+    assert i_ks["exact"] and not i_ks["se"].any() and i_sh["exact"] and not i_sh["se"].any()
+    np.testing.assert_allclose(s_ks, s_sh, atol=1e-12)  # both exact Shapley values
+
+
+def test_stopping_rule():
+    phi = np.array([[1.0, 0.5, 0.0, 0.0]])
+    small, large = np.full((1, 4), 0.01), np.full((1, 4), 0.3)
+    kw = dict(confidence=0.95, top_k=None)
+    assert ranking_resolved(phi, small, tolerance=0.05, **kw)  # the two zeros are tied
+    assert not ranking_resolved(phi, small, tolerance=0.0, **kw)  # unless nothing is tied
+    assert not ranking_resolved(phi, large, tolerance=0.05, **kw)
+    assert ranking_resolved(phi, large, tolerance=0.05, confidence=0.5, top_k=None) is False
+    # only the top pair checked: 1.0 vs 0.5 is 0.5 apart, z * sqrt(2) * 0.3 = 0.83 > 0.5 + 0.05
+    assert not ranking_resolved(phi, large, tolerance=0.05, confidence=0.95, top_k=1)
+    assert ranking_resolved(phi, np.full((1, 4), 0.1), tolerance=0.05, confidence=0.95, top_k=1)
+    assert not ranking_resolved(phi, np.full((1, 4), np.nan), tolerance=0.05, **kw)
+    assert round_sizes(300, 64, 2000) == [300]
+    assert round_sizes("auto", 64, 1000) == [64, 64, 128, 256, 488]
+
+
+def test_auto_stops_easy_examples_early_and_hard_ones_at_the_cap():
+    a = np.linspace(3.0, -3.0, D)  # well separated main effects: resolved quickly
+    easy = sigmoid_game(a * 0.2, np.zeros((D, D)))
+    # units 0 and 1 are interchangeable (a true tie), and interactions make samples noisy
+    B = np.triu(np.random.default_rng(0).normal(0.0, 1.5, (D, D)), 1)
+    B[0, 1] = 0.0
+    B[1, 2:] = B[0, 2:]
+    flat = sigmoid_game(np.r_[1.0, 1.0, np.zeros(D - 2)], B)
+    items = [make_item(D, "easy"), make_item(D, "flat")]
+    lime = Lime(n_samples="auto", tolerance=0.0, max_samples=1000)
+    (s_easy, _), (i_easy, i_flat), adapter = attribute(lime, {"easy": easy, "flat": flat}, items)
+    assert i_easy["resolved"] and i_easy["n_samples"] < 1000
+    assert not i_flat["resolved"] and i_flat["n_samples"] == 1000
+    assert i_flat["rounds"] > i_easy["rounds"]
+    assert spearmanr(s_easy[0], a).statistic > 0.99
+    # one virtual batch per round, with only the examples still running
+    assert [sorted(c) for c in adapter.calls][: i_easy["rounds"]] == [["easy", "flat"]] * \
+        i_easy["rounds"]
+    assert all(list(c) == ["flat"] for c in adapter.calls[i_easy["rounds"]:])
+    # a mask is scored once per call, however many rounds draw it
+    assert i_flat["forwards"] == sum(len(np.unique(c["flat"], axis=0)) for c in adapter.calls)
+
+
+@pytest.mark.parametrize("explainer", [Lime(n_samples="auto"), KernelShap(n_samples="auto"),
+                                       ShapleySampling(n_permutations="auto")],
+                         ids=["lime", "kernel_shap", "shapley_sampling"])
+def test_auto_is_keyed_per_example_and_agrees_with_exact_values(explainer):
+    games = {f"ex{r}": random_game(D, seed=r) for r in range(4)}
+    items = [make_item(D, k) for k in games]
+    together, infos, _ = attribute(explainer, games, items)
+    alone, _, _ = attribute(explainer, {"ex2": games["ex2"]}, [items[2]])
+    np.testing.assert_array_equal(together[2], alone[0])
+    for k, it in enumerate(items):
+        masks = np.array([[(c >> j) & 1 for j in range(D)] for c in range(2**D)], bool)
+        exact = brute_force_shapley(games[it.example_id](masks), D)[0]
+        if not isinstance(explainer, Lime):  # LIME estimates another quantity
+            assert spearmanr(together[k][0], exact).statistic > 0.8
+        assert infos[k]["n_samples"] <= explainer.max_samples + 2**D
+
+
+def test_auto_lime_enumerates_short_inputs_and_records_what_it_used():
+    model = fs.models.tiny.tiny_classifier()
+    (e,) = fs.explain(model, ["a witty and moving film"], [("lime", {"n_samples": "auto"})])
+    assert e.params["n_samples"] == "auto"  # what was asked ...
+    assert e.info["exact"] and e.info["forwards"] == 2**5 and e.info["n_samples"] == 2**5
+    assert e.errors is not None and not e.errors.any()  # ... and what was used
+    (f,) = fs.explain(model, ["a witty and moving film"], [("lime", {"n_samples": 4000})])
+    np.testing.assert_allclose(e.scores, f.scores, atol=4 * float(f.errors.max()))
+
+
+def test_errors_are_stored_and_survive_save_and_load(tmp_path):
+    model = fs.models.tiny.tiny_classifier()
+    exps = fs.explain(model, ["a gorgeous , witty film", "dull"],
+                      ["lime", "kernel_shap", ("shapley_sampling", {"n_permutations": 4}),
+                       "gradient", "partition_shap"])
+    for e in exps:
+        has = e.explainer in ("lime", "kernel_shap", "shapley_sampling")
+        assert (e.errors is not None) == has
+        if has:
+            assert e.errors.shape == e.scores.shape and e.errors.dtype == np.float32
+    for suffix in (".json", ".jsonl", ".parquet"):
+        back = fs.load_explanations(fs.save_explanations(exps, tmp_path / f"x{suffix}"))
+        assert all(a.equals(b) for a, b in zip(exps, back, strict=True))
+        assert back[0].errors is not None and np.array_equal(back[0].errors, exps[0].errors)
+    changed = exps[0].__class__(**{**exps[0].__dict__, "errors": exps[0].errors * 2})
+    assert not exps[0].equals(changed)
+
+
+@pytest.mark.parametrize("params", [{"n_samples": "many"}, {"n_samples": "auto", "tolerance": 1},
+                                    {"n_samples": "auto", "confidence": 1.0},
+                                    {"n_samples": "auto", "top_k": 0},
+                                    {"n_samples": "auto", "max_samples": 0}])
+def test_bad_precision_settings_are_refused(params):
+    with pytest.raises(InputError):
+        fs.make_explainer(("lime", params))
+
+
+def test_cli_accepts_auto_and_prints_error_bars(tmp_path, capsys):
+    from faithscope.cli import main
+    from helpers import save_tiny
+
+    path = save_tiny(tmp_path / "m")
+    assert main(["explain", "--model", str(path), "--text", "a witty , moving film",
+                 "--explainer", "kernel_shap", "--n-samples", "auto"]) == 0
+    out = capsys.readouterr().out
+    assert "95 % error bar" in out and "witty" in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "--model", str(path), "--text", "x", "--explainer", "lime",
+              "--n-samples", "lots"])
+    assert exit_.value.code == 2
