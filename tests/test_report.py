@@ -32,7 +32,7 @@ models:
 datasets:
   - {{name: {dataset}, split: dev, n: {n}, train_split: {train_split}, train_n: {train_n},
       params: {params}}}
-explainers: [gradient, leave_one_out]
+explainers: [gradient, leave_one_out, {{name: lime, n_samples: 16}}]
 metrics: [comprehensiveness, sufficiency, gt_overlap]
 seeds: [0]
 shard_size: 8
@@ -244,7 +244,12 @@ def test_report_in_chromium(browser, report, tmp_path):
     after = detail.inner_text()
     assert after != first and "Example 2 of 8" in after
     assert second_text.rstrip("…")[:30] in after
-    assert page.locator("#ex-detail tr").count() == 4  # reference + gradient, loo, random
+    assert page.locator("#ex-detail tr").count() == 5  # reference + gradient, loo, lime, random
+    # LIME's scores carry standard errors: drawn as error bars (one bar and whisker per unit)
+    bars = page.locator("#ex-detail svg.ebars")
+    assert bars.count() == 1
+    assert bars.locator("rect").count() == bars.locator("title").count() > 0
+    assert "(95 %)" in bars.locator("title").first.text_content()
     page.locator("#ex-next").click()
     assert "Example 3 of 8" in detail.inner_text()
     page.select_option("#ex-model", label="tiny-b")  # another model: same example kept
@@ -280,7 +285,10 @@ def test_hostile_study_runs_no_script(browser, hostile_report):
                 '"><svg onload=alert(1)>', "&lt;b&gt; &amp; ${x} $\\alpha$"):
         assert raw in listed, raw
     assert page.locator("#examples script, #examples img, #examples iframe, "
-                        "#ex-list svg, #ex-detail svg").count() == 0
+                        "#ex-list svg, #ex-detail svg:not(.ebars)").count() == 0
+    # the error bars are drawn by the report itself; unit texts reach them as text only
+    assert page.locator("#ex-detail svg.ebars *:not(g):not(rect):not(line):not(title)"
+                        ).count() == 0
     assert "<b>hostile</b>" in page.locator("header h1").inner_text()
     assert page.title().startswith("<b>hostile</b>")
     assert events == []

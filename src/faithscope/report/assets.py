@@ -81,6 +81,9 @@ pre { background: var(--soft); padding: 10px; overflow-x: auto; font-size: 12px;
 .gen-matrix td, .gen-matrix th { text-align: right; font-variant-numeric: tabular-nums; font-size: 12px; padding: 2px 5px; }
 .gen-matrix td.l { text-align: left; }
 .heat .sep { color: var(--muted); padding: 0 6px; }
+.ebars { display: block; margin-top: 2px; }
+.ebars .bar-pos { fill: rgb(220,38,38); } .ebars .bar-neg { fill: rgb(37,99,235); }
+.ebars .whisker { stroke: #1d2330; stroke-width: 1; } .ebars .zero { stroke: var(--muted); }
 .scale { display: inline-block; width: 160px; height: 10px; vertical-align: middle; background:
   linear-gradient(90deg, rgb(37,99,235), #fff, rgb(220,38,38)); border: 1px solid var(--line); }
 .refkey { box-shadow: inset 0 -3px 0 var(--ref); padding: 0 3px; }
@@ -223,6 +226,7 @@ JS = r"""
       row.appendChild(el("td", "name", name));
       var c = el("td");
       c.appendChild(heat(ex, entry[3] || item.u, entry, entry[3] ? {} : ref));
+      if (entry[4]) { c.appendChild(errorBars(ex, entry[3] || item.u, entry)); }
       row.appendChild(c);
       row.appendChild(el("td", "rt", seconds(entry[2])));
       tb.appendChild(row);
@@ -256,6 +260,37 @@ JS = r"""
     var t = v >= 0 ? [220, 38, 38] : [37, 99, 235];
     var c = t.map(function (x) { return Math.round(255 + a * (x - 255)); });
     return ["rgb(" + c.join(",") + ")", a > 0.55 ? "#fff" : "#1d2330"];
+  }
+  function svg(tag, attrs) {
+    var n = document.createElementNS("http://www.w3.org/2000/svg", tag);
+    Object.keys(attrs).forEach(function (k) { n.setAttribute(k, attrs[k]); });
+    return n;
+  }
+  function errorBars(ex, u, entry) {  // scores with their 95 % error bars, one bar per unit
+    var q = entry[1], e = entry[4], scale = entry[0], w = 12, h = 44, mid = h / 2;
+    var box = svg("svg", {"class": "ebars", width: w * q.length + 2, height: h});
+    box.appendChild(svg("line", {"class": "zero", x1: 0, x2: w * q.length + 2, y1: mid, y2: mid}));
+    var top = 0;
+    q.forEach(function (v, j) { top = Math.max(top, Math.abs(v) + e[j]); });
+    top = top || 1;
+    q.forEach(function (v, j) {
+      var y = mid - v / top * (mid - 2), x = 1 + j * w;
+      var g = svg("g", {});
+      var t = svg("title", {});
+      var k = u[3 * j], s = part(ex, k).slice(u[3 * j + 1], u[3 * j + 2]);
+      t.textContent = s + ": " + (v / 1000 * scale).toPrecision(3) + " \u00b1 " +
+        (e[j] / 1000 * scale).toPrecision(2) + " (95 %)";
+      g.appendChild(t);
+      g.appendChild(svg("rect", {"class": v >= 0 ? "bar-pos" : "bar-neg", x: x + 2, width: w - 4,
+                                 y: Math.min(y, mid), height: Math.max(Math.abs(mid - y), 0.5)}));
+      var lo = mid - (v - e[j]) / top * (mid - 2), hi = mid - (v + e[j]) / top * (mid - 2);
+      g.appendChild(svg("line", {"class": "whisker", x1: x + w / 2, x2: x + w / 2, y1: lo, y2: hi}));
+      [lo, hi].forEach(function (yy) {
+        g.appendChild(svg("line", {"class": "whisker", x1: x + 3, x2: x + w - 3, y1: yy, y2: yy}));
+      });
+      box.appendChild(g);
+    });
+    return box;
   }
   function heat(ex, u, entry, ref) {
     var box = el("div", "heat"), scale = entry[0], q = entry[1];

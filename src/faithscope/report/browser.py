@@ -96,6 +96,13 @@ def _quantize(row: np.ndarray) -> list[Any]:
     return [float(f"{scale:.4g}"), q]
 
 
+def _half_widths(e: Explanation, scale: float) -> list[int]:
+    """1.96 standard errors of the first target's scores, on :func:`_quantize`'s scale."""
+    assert e.errors is not None
+    half = 1.96 * np.nan_to_num(e.errors[0].astype(np.float64), nan=0.0)
+    return np.rint(half / scale * 1000).astype(int).tolist() if scale > 0 else [0] * len(half)
+
+
 def browser_payload(data: ReportData) -> dict[str, Any]:
     """Everything the example browser needs, as plain JSON-able structures."""
     explainers = list(data.explainers)
@@ -146,8 +153,13 @@ def browser_payload(data: ReportData) -> dict[str, Any]:
             for e in group:
                 entry = _quantize(e.row().astype(np.float64))
                 entry.append(round(float(e.runtime_s), 4))
+                own = [v for u in e.units for v in (u.part, u.start, u.end)]
                 if [(u.part, u.start, u.end) for u in e.units] != units:
-                    entry.append([v for u in e.units for v in (u.part, u.start, u.end)])
+                    entry.append(own)
+                if e.errors is not None and len(e.units):  # 95 % half-widths, same scale
+                    if len(entry) == 3:
+                        entry.append(None)
+                    entry.append(_half_widths(e, float(entry[0])))
                 heat[e_idx[e.explainer]] = entry
             items.append({"x": x, "u": [v for t in units for v in t], "ref": ref,
                           "p": head.predicted, "pp": round(float(head.probs.max()), 3),
