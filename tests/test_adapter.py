@@ -324,7 +324,7 @@ def test_load_model_round_trip(saved_bert, bert_adapter):
     adapter = fs.load_model(saved_bert, device="cpu")
     assert adapter.model_id == str(saved_bert)
     assert adapter.revision and adapter.revision.startswith("local-")
-    assert adapter.model.config._attn_implementation == "eager"
+    assert adapter.model.config._attn_implementation == "sdpa"  # fused attention by default
     enc = adapter.encode(*PAIR)
     np.testing.assert_allclose(adapter.logits([enc.ids[None]], [enc.type_ids[None]])[0],
                                bert_adapter.logits([enc.ids[None]], [enc.type_ids[None]])[0],

@@ -30,7 +30,7 @@ import numpy as np
 
 from ._lazy import lazy_import
 from .data.example import Example
-from .explainers.base import Explainer, explanations_of
+from .explainers.base import GROUP_ROWS, Explainer, explanations_of, item_groups
 from .explainers.prepare import (
     ExplainerLike,
     InputLike,
@@ -71,11 +71,14 @@ def explain(
     refine_by: str = "value",
     replacement: str | None = None,
     references: Sequence[Generation] | None = None,
+    group_rows: int = GROUP_ROWS,
 ) -> list[Explanation]:
     """Explain every input with every explainer; returns example-major Explanations.
 
-    Each explainer sees all inputs at once, so perturbations and integration steps of many
-    examples share the adapter's batches. ``target_fn``: a registered target name (default
+    Each explainer sees the inputs in groups of about ``group_rows`` model rows
+    (:func:`~faithscope.explainers.base.item_groups`; all inputs when they fit), so
+    perturbations and integration steps of many examples share the adapter's batches while
+    memory stays flat in the number of inputs; the results are those of one call. ``target_fn``: a registered target name (default
     ``prob`` for classifiers, ``log_prob`` for generative models), or for generative models a
     ``(name, params)`` pair or a :class:`~faithscope.generation.scalarizers.Scalarizer`.
 
@@ -97,7 +100,8 @@ def explain(
     if is_generative(model):
         return _explain_generated(model, list(inputs), exps, target_fn=target_fn, levels=levels,
                                   top_k=top_k, top_fraction=top_fraction, refine_by=refine_by,
-                                  replacement=replacement, references=references, seed=seed)
+                                  replacement=replacement, references=references, seed=seed,
+                                  group_rows=group_rows)
     if target_fn is None:
         target_fn = "prob"
     if not isinstance(target_fn, str) or target_fn not in targets:
@@ -110,9 +114,13 @@ def explain(
                     strict=strict)
     results: list[list[Explanation]] = [[] for _ in items]
     for exp in exps:
-        torch.manual_seed(seed)
         t0 = time.perf_counter()
-        scores, infos = exp.attribute(model, items, fn)
+        scores, infos = [], []
+        for group in item_groups(exp, items, group_rows):
+            torch.manual_seed(seed)
+            sc, inf = exp.attribute(model, items[group], fn)
+            scores += list(sc)
+            infos += list(inf)
         per = (time.perf_counter() - t0) / max(len(items), 1)
         made = explanations_of(
             exp, model, items, scores, infos, runtime_s=per, seed=seed,

@@ -561,7 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="8-bit / 4-bit weights (bitsandbytes, a CUDA GPU)")
     e.add_argument("--trust-remote-code", action="store_true",
                    help="run the model repository's own code (refused unless given)")
-    e.add_argument("--max-batch-size", type=_int_at_least(1), default=64)
+    e.add_argument("--max-batch-size", type=_int_at_least(1), default=None,
+                   help="rows per model call (default: from the device and the model size)")
     e.add_argument("--strict", action="store_true", help="refuse texts longer than the model")
     e.add_argument("--output", help="write explanations (.json/.jsonl/.parquet)")
     e.set_defaults(func=cmd_explain)
@@ -597,7 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the checkpoint has no head: add one sized to the dataset's labels")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16"))
-    ev.add_argument("--max-batch-size", type=_int_at_least(1), default=64)
+    ev.add_argument("--max-batch-size", type=_int_at_least(1), default=None,
+                    help="rows per model call (default: from the device and the model size)")
     ev.add_argument("--format", choices=FORMATS, default="table",
                     help="how the summary is printed (csv, json, markdown: to stdout)")
     ev.add_argument("--output", help="directory for explanations, tidy metrics and summary")

@@ -154,14 +154,18 @@ def unique_rows(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _replace_blocks(item: Prepared, masks: np.ndarray, replacement: int
                     ) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """One block realising ``masks`` (rows x units) by replacing removed units' tokens."""
+    """One block realising ``masks`` (rows x units) by replacing removed units' tokens: each
+    token reads its unit's column of ``masks`` (tokens of no unit read an always-present
+    column), and a removed token becomes ``replacement``. Segment ids are the input's, one
+    read-only row broadcast over the block."""
     enc = item.enc
-    tu = item.token_unit
-    has_unit = tu >= 0
-    removed = np.zeros((masks.shape[0], len(enc)), dtype=bool)
-    removed[:, has_unit] = ~masks[:, tu[has_unit]]
-    ids = np.where(removed, replacement, enc.ids[None, :])
-    types = None if enc.type_ids is None else np.repeat(enc.type_ids[None, :], len(masks), 0)
+    n, d = masks.shape
+    present = np.empty((n, d + 1), dtype=bool)
+    present[:, :d] = masks
+    present[:, d] = True
+    cols = np.where(item.token_unit >= 0, item.token_unit, d)
+    ids = np.where(present[:, cols], enc.ids, np.int64(replacement))
+    types = None if enc.type_ids is None else np.broadcast_to(enc.type_ids, ids.shape)
     return [(ids, types)]
 
 
@@ -232,6 +236,81 @@ def _delete_blocks(item: Prepared, masks: np.ndarray
         blocks.append((ids[rows][sel].reshape(len(rows), c),
                        None if types is None else types[rows][sel].reshape(len(rows), c)))
     return order, blocks
+
+
+GROUP_ROWS = 65536  # model rows an explain call plans per group of items (see item_groups)
+
+
+def estimated_rows(exp: Explainer, item: Any) -> int:
+    """About how many model rows ``exp`` runs for ``item`` (a :class:`Prepared` or any item with
+    ``n_units`` and ``targets``), for :func:`item_groups`: the explainer's own
+    ``rows_for(item)`` when it has one, else from its budget: ``n_samples`` (or, when that is
+    not a number, ``max_samples``), ``max_evals``, ``n_permutations`` x (units + 1),
+    ``n_steps`` x targets, ``oversampling`` x units, the members' sum for an ensemble, and
+    otherwise 16 x (units + 1) (leave-one-out, MExGen's L-SHAP, gradients).
+
+    >>> from faithscope.explainers.perturbation import Lime
+    >>> from types import SimpleNamespace as NS
+    >>> estimated_rows(Lime(n_samples=300), NS(n_units=5, targets=(1,)))
+    300
+    """
+    own = getattr(exp, "rows_for", None)
+    if callable(own):
+        return max(1, int(own(item)))
+    built = getattr(exp, "built", None)
+    if callable(built):
+        return sum(estimated_rows(m, item) for m in built())
+    d, t = int(item.n_units), max(len(item.targets), 1)
+    p = exp.params()
+
+    def num(name: str) -> float | None:
+        v = p.get(name)
+        return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+    def budget(name: str) -> float | None:  # a number, or the cap of an adaptive budget
+        return None if name not in p else num(name) if num(name) is not None \
+            else num("max_samples")
+
+    samples, evals, perms = budget("n_samples"), num("max_evals"), budget("n_permutations")
+    steps, over = num("n_steps"), num("oversampling")
+    if samples is not None:
+        return max(1, int(samples))
+    if evals is not None:
+        return max(1, int(evals))
+    if perms is not None:
+        return int(perms) * (d + 1)
+    if steps is not None:
+        return int(steps) * t + 1
+    if over is not None:
+        return int(over * d) + 1
+    return 16 * (d + 1)
+
+
+def item_groups(exp: Explainer, items: Sequence[Any], max_rows: int = GROUP_ROWS
+                ) -> list[slice]:
+    """Consecutive groups of ``items`` whose :func:`estimated_rows` sum to at most
+    ``max_rows`` (an item above it is a group of its own). Explaining group by group keeps
+    memory flat in the number of items (the masks, ids and values of one group at a time)
+    while each group is still a large virtual batch; randomness is keyed per example, so the
+    results are those of one call over all items.
+
+    >>> from faithscope.explainers.perturbation import Lime
+    >>> from types import SimpleNamespace as NS
+    >>> item_groups(Lime(n_samples=100), [NS(n_units=3, targets=(0,))] * 5, max_rows=250)
+    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
+    """
+    if max_rows < 1:
+        raise InputError(f"max_rows must be >= 1, got {max_rows!r}")
+    groups, start, total = [], 0, 0
+    for i, it in enumerate(items):
+        rows = estimated_rows(exp, it)
+        if i > start and total + rows > max_rows:
+            groups.append(slice(start, i))
+            start, total = i, 0
+        total += rows
+    if start < len(items):
+        groups.append(slice(start, len(items)))
+    return groups
 
 
 def pool_tokens(item: Prepared, token_scores: np.ndarray, how: str = "sum") -> np.ndarray:

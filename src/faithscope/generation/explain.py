@@ -244,10 +244,15 @@ def explain_generated(
     replacement: str | None = None,
     references: Sequence[Generation] | None = None,
     seed: int = 0,
+    group_rows: int | None = None,
 ) -> list[Explanation]:
     """The generative branch of :func:`faithscope.explain` (see the module docstring):
     ``prompts`` are ``(id, text)`` pairs, ``explainers`` built instances; example-major
-    Explanations. Every check runs before the reference outputs are generated (once)."""
+    Explanations. Every check runs before the reference outputs are generated (once). Each
+    explainer runs on groups of about ``group_rows`` model rows at a time
+    (:func:`~faithscope.explainers.base.item_groups`), as for classifiers."""
+    from ..explainers.base import GROUP_ROWS, item_groups
+
     levels = check_levels(levels)
     if refine_by not in ("value", "abs"):
         raise InputError("refine_by must be 'value' or 'abs'")
@@ -289,9 +294,12 @@ def explain_generated(
                              tuple(range(scal.n_targets(ref))), seed, toks, st))
     results: list[list[Explanation]] = [[] for _ in items]
     for exp, (operator, rep) in zip(explainers, ops, strict=True):
-        for k, e in enumerate(attribute_items(lm, items, exp, scal, levels=levels, top_k=top_k,
-                                              top_fraction=top_fraction, refine_by=refine_by,
-                                              operator=operator, replacement=rep, seed=seed)):
+        made: list[Explanation] = []
+        for group in item_groups(exp, items, group_rows or GROUP_ROWS):
+            made += attribute_items(lm, items[group], exp, scal, levels=levels, top_k=top_k,
+                                    top_fraction=top_fraction, refine_by=refine_by,
+                                    operator=operator, replacement=rep, seed=seed)
+        for k, e in enumerate(made):
             results[k].append(e)
     return [e for row in results for e in row]
 

@@ -27,7 +27,7 @@ import numpy as np
 from .._lazy import lazy_import
 from ..errors import InputError
 from ..targets import TargetFn
-from .batching import WARN_SECONDS, AdapterStats, Chunked
+from .batching import WARN_SECONDS, AdapterStats, Chunked, RowBlocks, resolve_batch_size
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +63,9 @@ class ModelAdapter(Chunked):
     tokenizer: Any
     model_id: str = "unknown"
     revision: str | None = None
-    max_batch_size: int = 64
+    # None: from the device and the model's size (:func:`~.batching.default_batch_size`); the
+    # resolved value replaces it, and ``auto_batch_size`` records that it was resolved
+    max_batch_size: int | None = None
     max_length: int | None = None
     labels: tuple[str, ...] = ()
     stats: AdapterStats = field(default_factory=AdapterStats)
@@ -71,6 +73,9 @@ class ModelAdapter(Chunked):
     warn_seconds: float | None = WARN_SECONDS
 
     def __post_init__(self) -> None:
+        self.auto_batch_size = self.max_batch_size is None
+        if self.max_batch_size is None:
+            self.max_batch_size = resolve_batch_size(self.model)
         if self.max_batch_size < 1:
             raise InputError("max_batch_size must be >= 1")
         self.model.eval()
@@ -236,49 +241,42 @@ class ModelAdapter(Chunked):
     def logits_of(out: Any) -> torch.Tensor:
         return out.logits if hasattr(out, "logits") else out
 
-    def _stack(self, blocks: Sequence[IdBlock]) -> tuple[np.ndarray, np.ndarray]:
-        """All rows of all blocks in one right-padded int32 matrix, plus their lengths."""
-        blocks = [np.asarray(b).reshape(len(b), -1) for b in blocks]
-        n = sum(len(b) for b in blocks)
-        width = max((b.shape[1] for b in blocks), default=0)
-        out = np.full((n, width), int(self.tokenizer.pad_token_id), dtype=np.int32)
-        lengths = np.empty(n, dtype=np.int64)
-        r = 0
-        for b in blocks:
-            out[r : r + len(b), : b.shape[1]] = b
-            lengths[r : r + len(b)] = b.shape[1]
-            r += len(b)
-        return out, lengths
-
     # ------------------------------------------------------------------ calls
     def logits(
         self, blocks: Sequence[IdBlock], type_blocks: Sequence[IdBlock] | None = None
     ) -> list[np.ndarray]:
         """Logits (float32, rows x classes) for every row of every block, in block order.
 
-        Rows may have any length; padding positions are masked out.
+        Rows may have any length; padding positions are masked out. Rows run sorted by length
+        (stable), so each chunk is a range of that order, assembled from slices of the blocks
+        (:class:`~faithscope.models.batching.RowBlocks`); nothing is stacked beforehand.
         """
-        ids, lengths = self._stack(blocks)
-        types = self._stack(type_blocks)[0] if type_blocks is not None else None
-        out = np.zeros((len(ids), self.num_labels), dtype=np.float32)
-        positions = np.arange(ids.shape[1] if ids.ndim == 2 else 0)
+        rb = RowBlocks(blocks, pad=int(self.tokenizer.pad_token_id))
+        tb = None if type_blocks is None else RowBlocks(type_blocks, pad=0)
+        lengths = rb.lengths
+        ran = np.zeros((len(rb), self.num_labels), dtype=np.float32)
+        positions = np.arange(int(lengths.max()) if len(lengths) else 0)
+        device = self.device
+        move = device.type != "cpu"  # on the CPU the tensors are the model's inputs as they are
 
-        def run(idx: np.ndarray) -> None:
-            width = int(lengths[idx].max())
-            mask = positions[None, :width] < lengths[idx, None]
-            inputs = {"input_ids": torch.from_numpy(ids[idx, :width].astype(np.int64)),
-                      "attention_mask": torch.from_numpy(mask.astype(np.int64))}
-            if types is not None:
-                inputs["token_type_ids"] = torch.from_numpy(types[idx, :width].astype(np.int64))
-            inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
-            with torch.inference_mode():
-                logits = self.logits_of(self.forward(inputs))
-            out[idx] = logits.float().cpu().numpy()
-            self.stats.forward_rows += len(idx)
+        def run(idx: np.ndarray) -> None:  # idx: consecutive run positions
+            a, b = int(idx[0]), int(idx[-1]) + 1
+            width = int(lengths[a:b].max())
+            mask = (torch.ones((b - a, width), dtype=torch.int64) if lengths[a] == width
+                    else torch.from_numpy((positions[:width] < lengths[a:b, None]).astype(np.int64)))
+            inputs = {"input_ids": torch.from_numpy(rb.rows(a, b, width)), "attention_mask": mask}
+            if tb is not None:
+                inputs["token_type_ids"] = torch.from_numpy(tb.rows(a, b, width))
+            if move:
+                inputs = {k: v.to(device, non_blocking=True) for k, v in inputs.items()}
+            logits = self.logits_of(self.forward(inputs))
+            ran[a:b] = logits.float().cpu().numpy()
+            self.stats.forward_rows += b - a
 
-        self.run_chunks(self.plan_chunks(lengths), run)
-        sizes = np.cumsum([0] + [len(b) for b in blocks])
-        return [out[a:b] for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        with torch.inference_mode():
+            self.run_chunks(np.arange(len(rb)), run)
+        out = rb.restore(ran)
+        return [out[a:b] for a, b in zip(rb.bounds[:-1], rb.bounds[1:], strict=True)]
 
     def predict_proba(self, encs: Sequence[Encoded]) -> np.ndarray:
         logits = self.logits([e.ids[None, :] for e in encs], _types(encs))

@@ -45,6 +45,82 @@ def _is_oom(err: BaseException) -> bool:
 WARN_SECONDS = 600.0  # a call estimated to run longer than this warns after its first chunk
 
 
+# default chunk sizes (see default_batch_size): on a CPU about this many parameter-rows per chunk
+# (MiniLM-L6, 11M parameters past its embeddings: 128 rows, as fast as any size measured on a
+# 2-core CPU; a one-layer toy model: 1024, where per-chunk overhead would dominate), and at
+# most this many bytes of activations; on a GPU half of its free memory
+CPU_PARAM_ROWS = 2e9
+CPU_ACTIVATION_BYTES = 4 * 2**30
+CPU_ROWS = (32, 1024)
+GPU_MAX_ROWS = 4096
+
+
+def default_batch_size(*, device_type: str, n_params: int, hidden: int, layers: int,
+                       free_bytes: int | None = None, dtype_bytes: int = 4,
+                       tokens: int = 128) -> int:
+    """The default ``max_batch_size``: a power of two from the device and the model's size.
+
+    ``n_params``: parameters past the input embeddings (what each token's compute scales
+    with); ``hidden``, ``layers``: the model's width and depth; ``free_bytes``: free memory of
+    the GPU (``torch.cuda.mem_get_info``); ``tokens``: the row length planned for. A row is
+    taken to hold ``24 x layers x tokens x hidden`` activations of ``dtype_bytes`` (enough for
+    a backward pass, the gradient explainers'). On a GPU (``device_type`` "cuda" with
+    ``free_bytes``), rows fill half the free memory, at most 4096; elsewhere,
+    ``CPU_PARAM_ROWS / n_params`` rows (compute per chunk large against its fixed overhead),
+    between 32 and 1024, and never more activations than ``CPU_ACTIVATION_BYTES``. The
+    adapter's out-of-memory back-off covers what this estimate misses.
+
+    >>> default_batch_size(device_type="cuda", n_params=11_000_000, hidden=384, layers=6,
+    ...                    free_bytes=79 * 2**30, dtype_bytes=2)      # MiniLM-L6, H100, fp16
+    2048
+    >>> default_batch_size(device_type="cpu", n_params=11_000_000, hidden=384, layers=6)
+    128
+    """
+    per_row = max(24 * layers * tokens * hidden * dtype_bytes, 1)
+    if device_type == "cuda" and free_bytes is not None:
+        return min(GPU_MAX_ROWS, _pow2(free_bytes / 2 / per_row))
+    lo, hi = CPU_ROWS
+    rows = min(hi, max(lo, _pow2(CPU_PARAM_ROWS / max(n_params, 1))))
+    return max(1, min(rows, _pow2(CPU_ACTIVATION_BYTES / per_row)))
+
+
+def _pow2(x: float) -> int:
+    """The largest power of two <= x (1 below 2)."""
+    return 1 << max(int(x), 1).bit_length() - 1
+
+
+def resolve_batch_size(model: object, *, tokens: int = 128) -> int:
+    """:func:`default_batch_size` for a loaded torch model: its device (and the GPU's free
+    memory), its parameters past the input embeddings, width and depth from its config."""
+    params = list(model.parameters())  # type: ignore[attr-defined]
+    total = sum(p.numel() for p in params)
+    get_emb = getattr(model, "get_input_embeddings", None)
+    emb = get_emb() if callable(get_emb) else None
+    weight = getattr(emb, "weight", None)
+    n = total - (weight.numel() if weight is not None else 0)
+    cfg = getattr(model, "config", None)
+    if cfg is not None and hasattr(cfg, "get_text_config"):
+        cfg = cfg.get_text_config()
+    hidden = _first_int(cfg, ("hidden_size", "d_model", "n_embd", "dim"), 768)
+    layers = _first_int(cfg, ("num_hidden_layers", "num_layers", "n_layer", "n_layers"), 12)
+    device = params[0].device if params else torch.device("cpu")
+    free = None
+    if device.type == "cuda":
+        free = int(torch.cuda.mem_get_info(device)[0])
+    return default_batch_size(device_type=device.type, n_params=n, hidden=hidden,
+                              layers=layers, free_bytes=free,
+                              dtype_bytes=params[0].element_size() if params else 4,
+                              tokens=tokens)
+
+
+def _first_int(cfg: object, names: tuple[str, ...], default: int) -> int:
+    for name in names:
+        value = getattr(cfg, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
 @dataclass
 class AdapterStats:
     """Counters the benchmarks read: rows run forward, rows run forward+backward, chunks."""
@@ -53,6 +129,65 @@ class AdapterStats:
     backward_rows: int = 0
     chunks: int = 0
     oom_retries: int = 0
+
+
+class RowBlocks:
+    """Blocks of rows (each ``rows x length``, rows of one block share a length) viewed in the
+    order they run: stably sorted by length, so every block occupies consecutive positions of
+    that order and a chunk (a range of positions) is assembled from slices of a few blocks.
+    Nothing is stacked: the padded matrix of a chunk is built when the chunk runs.
+
+    >>> rb = RowBlocks([np.array([[5, 6, 7]]), np.array([[1, 2], [3, 4]])], pad=0)
+    >>> rb.lengths.tolist(), rb.rows(0, 3).tolist()
+    ([2, 2, 3], [[1, 2, 0], [3, 4, 0], [5, 6, 7]])
+    >>> rb.restore(np.arange(3)).tolist()  # values in run order -> block order
+    [2, 0, 1]
+    """
+
+    def __init__(self, blocks: Sequence[np.ndarray], *, pad: int) -> None:
+        self.blocks = [np.asarray(b).reshape(len(b), -1) for b in blocks]
+        self.pad = pad
+        sizes = np.array([len(b) for b in self.blocks], dtype=np.int64)
+        widths = np.array([b.shape[1] for b in self.blocks], dtype=np.int64)
+        self.bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        # blocks in run order: by length, then by position (what a stable sort of rows gives)
+        self.block_order = np.lexsort((np.arange(len(sizes)), widths))
+        start = np.zeros(len(sizes), dtype=np.int64)
+        start[self.block_order] = np.concatenate(
+            [[0], np.cumsum(sizes[self.block_order])[:-1]]) if len(sizes) else []
+        self.start = start  # run position of each block's first row
+        self.lengths = np.repeat(widths[self.block_order], sizes[self.block_order])
+        self._starts_sorted = start[self.block_order]
+
+    def __len__(self) -> int:
+        return int(self.bounds[-1])
+
+    def rows(self, a: int, b: int, width: int | None = None) -> np.ndarray:
+        """Rows at run positions ``a:b``, right-padded to ``width`` (default: their longest)."""
+        width = int(self.lengths[a:b].max()) if width is None else width
+        k = int(np.searchsorted(self._starts_sorted, a, side="right")) - 1
+        blk = self.blocks[self.block_order[k]]
+        s = int(self._starts_sorted[k])
+        if b <= s + len(blk) and blk.shape[1] == width and blk.dtype == np.int64 \
+                and blk.flags.c_contiguous and blk.flags.writeable:
+            return blk[a - s : b - s]  # the chunk is a slice of one block: no copy
+        out = np.full((b - a, width), self.pad, dtype=np.int64)
+        while k < len(self.block_order) and self._starts_sorted[k] < b:
+            blk = self.blocks[self.block_order[k]]
+            s = int(self._starts_sorted[k])
+            lo, hi = max(a, s), min(b, s + len(blk))
+            if hi > lo:
+                out[lo - a : hi - a, : blk.shape[1]] = blk[lo - s : hi - s]
+            k += 1
+        return out
+
+    def restore(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (one row per run position) back in block order."""
+        out = np.empty_like(values)
+        for j, blk in enumerate(self.blocks):
+            s = int(self.start[j])
+            out[self.bounds[j] : self.bounds[j] + len(blk)] = values[s : s + len(blk)]
+        return out
 
 
 class Chunked:

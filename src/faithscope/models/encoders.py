@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._lazy import lazy_import
-from .batching import AdapterStats, Chunked
+from .batching import AdapterStats, Chunked, resolve_batch_size
 
 if TYPE_CHECKING:
     import torch
@@ -47,11 +47,13 @@ else:
 class TextEncoder(Chunked):
     model: Any
     tokenizer: Any
-    max_batch_size: int = 64
+    max_batch_size: int | None = None  # None: resolved from the device and the model's size
     max_length: int = 256
     stats: AdapterStats = field(default_factory=AdapterStats)
 
     def __post_init__(self) -> None:
+        if self.max_batch_size is None:
+            self.max_batch_size = resolve_batch_size(self.model)
         self.model.eval()
         self._batch = self.max_batch_size
 

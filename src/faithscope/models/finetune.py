@@ -276,7 +276,7 @@ def finetune(
     dev: Sequence[Example] = (),
     device: str | None = "auto",
     cache_dir: str | os.PathLike[str] | None = None,
-    max_batch_size: int = 64,
+    max_batch_size: int | None = None,
     progress: Callable[[int, int, float], None] | None = None,
     model_id: str | None = None,
 ) -> tuple[ModelAdapter, dict[str, Any]]:

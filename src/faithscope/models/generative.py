@@ -37,7 +37,7 @@ import numpy as np
 
 from .._lazy import lazy_import
 from ..errors import InputError
-from .batching import WARN_SECONDS, AdapterStats, Chunked
+from .batching import WARN_SECONDS, AdapterStats, Chunked, resolve_batch_size
 
 if TYPE_CHECKING:
     import torch
@@ -74,7 +74,7 @@ class GenerativeAdapter(Chunked):
     tokenizer: Any
     model_id: str = "unknown"
     revision: str | None = None
-    max_batch_size: int = 32
+    max_batch_size: int | None = None  # None: resolved from the device and the model's size
     max_new_tokens: int = 32
     num_beams: int = 1
     chat: bool | None = None  # None: use the chat template when the tokenizer has one
@@ -84,6 +84,9 @@ class GenerativeAdapter(Chunked):
     warn_seconds: float | None = WARN_SECONDS
 
     def __post_init__(self) -> None:
+        self.auto_batch_size = self.max_batch_size is None
+        if self.max_batch_size is None:  # prompt and output: rows planned at 256 tokens
+            self.max_batch_size = resolve_batch_size(self.model, tokens=256)
         if self.max_batch_size < 1 or self.max_new_tokens < 1 or self.num_beams < 1:
             raise InputError("max_batch_size, max_new_tokens and num_beams must be >= 1")
         self.model.eval()
@@ -443,6 +446,8 @@ def load_generative(path_or_id: str, *, device: str | None = None, dtype: str = 
         cls: Any = AutoModelForSeq2SeqLM if getattr(cfg, "is_encoder_decoder", False) else \
             AutoModelForCausalLM
         with quiet_transformers():
+            # eager attention: under SDPA, left-padded batches of a decoder move scores by
+            # ~1e-5 against one row at a time (tests/test_conformance_generation.py)
             model = cls.from_pretrained(where, revision=revision, **placed,
                                         attn_implementation="eager",
                                         trust_remote_code=trust_remote_code)

@@ -129,7 +129,7 @@ class StudySpec:
     target_fn: str = "prob"
     shard_size: int = 50
     max_length: int = 128
-    max_batch_size: int = 64
+    max_batch_size: int | None = None  # None: from the device and the model's size
     device: str = "auto"
     recipe: dict[str, Any] = field(default_factory=dict)  # defaults for every model's recipe
     analyses: tuple[AnalysisSpec, ...] = ()
@@ -428,8 +428,11 @@ def parse_spec(text: str, *, source: str = "<spec>") -> StudySpec:
                          "seeds", "analyses")}
     if "recipe" in rest:
         rest["recipe"] = _recipe(rest["recipe"], "recipe", loc)
+    if rest.get("max_batch_size", 0) in (None, "auto"):  # the adapter's default
+        rest["max_batch_size"] = None
     for key in ("shard_size", "max_length", "max_batch_size"):
-        if key in rest and _typed(rest[key], int, key, loc) < 1:
+        if key in rest and not (key == "max_batch_size" and rest[key] is None) \
+                and _typed(rest[key], int, key, loc) < 1:
             raise loc.err(key, f"{key} must be >= 1")
     _generation_keys(rest, models, loc)
     if "operator" in rest:
