@@ -21,7 +21,7 @@ rerun with other ``auto`` settings (``--tolerance``) only computes those.
 
 Usage:
     python benchmarks/bench_budget.py                         # 200 sentences, reference 5000
-    python benchmarks/bench_budget.py --n 20 --reference 2000 --tolerance 0.05 0.1
+    python benchmarks/bench_budget.py --n 20 --reference 2000 --confidence 0.95 0.97
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 import faithscope as fs
+from faithscope.explainers.adaptive import AUTO_VERSION
 from faithscope.metrics.stats import bootstrap_ci
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -87,6 +88,8 @@ def main() -> int:
     ap.add_argument("--explainers", nargs="*", default=list(EXPLAINERS))
     ap.add_argument("--tolerance", type=float, nargs="*", default=[None],
                     help="auto settings to try (default: the explainer's default)")
+    ap.add_argument("--confidence", type=float, nargs="*", default=[None],
+                    help="auto settings to try, crossed with --tolerance")
     ap.add_argument("--cache", default=str(Path(__file__).parent / ".cache" / "budget"))
     args = ap.parse_args()
     import torch
@@ -121,12 +124,19 @@ def main() -> int:
         rows = {}
         configs: list[tuple[str, dict]] = [(f"fixed-{b}", {"n_samples": b}) for b in args.budgets]
         for tol in args.tolerance:
-            params: dict = {"n_samples": "auto"}
-            if tol is not None:
-                params["tolerance"] = tol
-            configs.append((f"auto{'' if tol is None else f'-tol{tol:g}'}", params))
+            for conf in args.confidence:
+                params: dict = {"n_samples": "auto"}
+                label = "auto"
+                if tol is not None:
+                    params["tolerance"] = tol
+                    label += f"-tol{tol:g}"
+                if conf is not None:
+                    params["confidence"] = conf
+                    label += f"-conf{conf:g}"
+                configs.append((label, params))
         for label, params in configs:
-            exps, meta = cached(cache, {**base, "explainer": name, **params, "seed": 0},
+            code = {"auto_version": AUTO_VERSION} if params["n_samples"] == "auto" else {}
+            exps, meta = cached(cache, {**base, "explainer": name, **params, "seed": 0, **code},
                                 lambda p=params: fs.explain(model, dev, [(name, p)], seed=0))
             evals = float(np.mean([e.info["forwards"] for e in exps]))
             rho, cover = agreement(exps, refs)

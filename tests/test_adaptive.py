@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import norm, spearmanr
 from test_partition_kernel_lime import attribute, make_item, random_game, sigmoid_game
 
 import faithscope as fs
 import faithscope.models.tiny
 from faithscope.explainers import KernelShap, Lime, ShapleySampling
-from faithscope.explainers.adaptive import ranking_resolved, round_sizes
+from faithscope.explainers.adaptive import expected_concordance, ranking_resolved, round_sizes
 from faithscope.models.adapter import InputError
 from helpers import brute_force_shapley
 
@@ -61,24 +61,29 @@ def test_stopping_rule():
     kw = dict(confidence=0.95, top_k=None)
     assert ranking_resolved(phi, small, tolerance=0.05, **kw)  # the two zeros are tied
     assert not ranking_resolved(phi, small, tolerance=0.0, **kw)  # unless nothing is tied
-    assert not ranking_resolved(phi, large, tolerance=0.05, **kw)
-    assert ranking_resolved(phi, large, tolerance=0.05, confidence=0.5, top_k=None) is False
-    # only the top pair checked: 1.0 vs 0.5 is 0.5 apart, z * sqrt(2) * 0.3 = 0.83 > 0.5 + 0.05
-    assert not ranking_resolved(phi, large, tolerance=0.05, confidence=0.95, top_k=1)
-    assert ranking_resolved(phi, np.full((1, 4), 0.1), tolerance=0.05, confidence=0.95, top_k=1)
+    # by hand: pairs (1, .5), 2 x (1, 0), 2 x (.5, 0), (0, 0) at sd 0.3 sqrt(2), slack 0.05
+    sd = 0.3 * np.sqrt(2)
+    want = (norm.cdf(0.55 / sd) * 3 + norm.cdf(1.05 / sd) * 2 + norm.cdf(0.05 / sd)) / 6
+    assert expected_concordance(phi[0], large[0], tolerance=0.05) == pytest.approx(want)
+    assert not ranking_resolved(phi, large, tolerance=0.05, **kw)  # want = 0.874
+    assert ranking_resolved(phi, large, tolerance=0.05, confidence=0.85, top_k=None)
+    # only pairs touching the top unit: (1, .5) and 2 x (1, 0)
+    top1 = (norm.cdf(0.55 / sd) + 2 * norm.cdf(1.05 / sd)) / 3
+    assert expected_concordance(phi[0], large[0], tolerance=0.05, top_k=1) == \
+        pytest.approx(top1)
+    assert ranking_resolved(phi, large, tolerance=0.05, confidence=0.95, top_k=1)  # 0.963
+    assert not ranking_resolved(phi, large, tolerance=0.05, confidence=0.99, top_k=1)
     assert not ranking_resolved(phi, np.full((1, 4), np.nan), tolerance=0.05, **kw)
-    assert round_sizes(300, 64, 2000) == [300]
-    assert round_sizes("auto", 64, 1000) == [64, 64, 128, 256, 488]
+    assert ranking_resolved(phi, np.zeros((1, 4)), tolerance=0.0, **kw)  # exact
+    sizes = round_sizes("auto", 64, 1000)
+    assert sizes[:4] == [64, 32, 48, 72] and sum(sizes) == 1000
 
 
 def test_auto_stops_easy_examples_early_and_hard_ones_at_the_cap():
     a = np.linspace(3.0, -3.0, D)  # well separated main effects: resolved quickly
     easy = sigmoid_game(a * 0.2, np.zeros((D, D)))
-    # units 0 and 1 are interchangeable (a true tie), and interactions make samples noisy
-    B = np.triu(np.random.default_rng(0).normal(0.0, 1.5, (D, D)), 1)
-    B[0, 1] = 0.0
-    B[1, 2:] = B[0, 2:]
-    flat = sigmoid_game(np.r_[1.0, 1.0, np.zeros(D - 2)], B)
+    # every unit plays the same role (a true tie everywhere), and interactions make samples noisy
+    flat = sigmoid_game(np.full(D, 0.3), np.triu(np.full((D, D), 0.4), 1))
     items = [make_item(D, "easy"), make_item(D, "flat")]
     lime = Lime(n_samples="auto", tolerance=0.0, max_samples=1000)
     (s_easy, _), (i_easy, i_flat), adapter = attribute(lime, {"easy": easy, "flat": flat}, items)

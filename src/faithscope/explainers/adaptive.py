@@ -6,16 +6,19 @@ Every sampling kernel (LIME, KernelSHAP, Shapley sampling) is written as two fun
 (its own generator lives in ``state``, so an example's samples never depend on the others), and
 ``fit(item, state, masks, values)`` returns the estimate and its per-unit standard errors from all
 rows scored so far. A fixed budget is one round. With ``"auto"`` the first round draws
-``first`` samples per example, each later round doubles the example's total, and all unfinished
+``first`` samples per example, each later round adds half the example's total, and all unfinished
 examples of the call are scored together in one virtual batch per round. An example stops when
 :func:`ranking_resolved` holds or its total reaches ``max_samples``.
 
-Stopping rule (:func:`ranking_resolved`): order the units by estimate; for each of the first
-``top_k`` adjacent pairs (all pairs when ``top_k`` is None) the gap must satisfy
-``gap + tolerance * max|phi| >= z * sqrt(se_a**2 + se_b**2)`` with ``z`` the two-sided normal
-quantile of ``confidence``: the order of each pair is significant at that level, or the two are
-tied within ``tolerance`` of the largest attribution (their order does not matter). Exact
-estimates (standard error 0, e.g. KernelSHAP on enumerated coalitions) are resolved at once.
+Stopping rule (:func:`ranking_resolved`): for every pair of units (every pair with at least one
+of the ``top_k`` highest-ranked units when ``top_k`` is set), the probability that the estimate
+orders it as the exact value does, up to a tie within ``tolerance`` of the largest attribution,
+is ``Phi((|phi_a - phi_b| + tolerance * max|phi|) / sqrt(se_a**2 + se_b**2))`` under normal
+errors; the example stops when the mean over pairs (the expected share of correctly ordered
+pairs, ``(1 + tau) / 2`` for Kendall's tau with the exact ranking) reaches ``confidence``. Pairs
+that are far apart are settled at once, so the samples go to examples whose close pairs are
+still uncertain; units tied within the tolerance do not hold an example back. Exact estimates
+(standard error 0, e.g. KernelSHAP on enumerated coalitions) are resolved at once.
 
 Standard errors are those of the estimator under the sampling design, from one run:
 heteroskedasticity-consistent sandwich variances for the weighted least-squares fits (White
@@ -48,6 +51,8 @@ from ..targets import TargetFn
 from .base import Prepared, score_masks
 
 AUTO = "auto"
+# bumped when what "auto" draws or how it stops changes (benchmarks key their caches on it)
+AUTO_VERSION = 4
 Draw = Callable[[Prepared, dict[str, Any], int], np.ndarray]
 Fit = Callable[[Prepared, dict[str, Any], np.ndarray, np.ndarray],
                tuple[np.ndarray, np.ndarray]]
@@ -57,9 +62,10 @@ Fit = Callable[[Prepared, dict[str, Any], np.ndarray, np.ndarray],
 class Adaptive:
     """The precision settings shared by the sampling explainers (used with a budget of
     ``"auto"``): ``tolerance`` (fraction of the largest attribution within which two units
-    count as tied), ``confidence`` (of each pairwise order), ``top_k`` (adjacent pairs checked
-    from the top; None: all), ``max_samples`` (cap on an example's budget, in the explainer's
-    own unit: samples, or permutations for Shapley sampling)."""
+    count as tied), ``confidence`` (the expected share of correctly ordered unit pairs at which
+    an example stops), ``top_k`` (only pairs touching the k highest units count; None: all
+    pairs), ``max_samples`` (cap on an example's budget, in the explainer's own unit: samples,
+    or permutations for Shapley sampling)."""
 
     tolerance: float = 0.05
     confidence: float = 0.95
@@ -86,35 +92,54 @@ def z_value(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
+def expected_concordance(row: np.ndarray, se: np.ndarray, *, tolerance: float,
+                         top_k: int | None = None) -> float:
+    """The expected share of unit pairs the estimate ``row`` orders as the exact values do (up
+    to ties within ``tolerance * max|row|``), given per-unit standard errors ``se``: the mean
+    of ``Phi((|d| + slack) / sqrt(se_a**2 + se_b**2))`` over pairs (those touching the
+    ``top_k`` highest units when set). 1.0 for fewer than two units."""
+    from scipy.special import ndtr
+
+    d = len(row)
+    if d < 2:
+        return 1.0
+    a, b = np.triu_indices(d, 1)
+    if top_k is not None and top_k < d:
+        top = np.zeros(d, dtype=bool)
+        top[np.argsort(-row, kind="stable")[:top_k]] = True
+        keep = top[a] | top[b]
+        a, b = a[keep], b[keep]
+    gap = np.abs(row[a] - row[b]) + tolerance * float(np.abs(row).max())
+    sd = np.sqrt(se[a] ** 2 + se[b] ** 2)
+    p = np.where(sd > 0, ndtr(np.divide(gap, sd, out=np.zeros_like(gap), where=sd > 0)),
+                 1.0)  # no error: the order (or the tie) is exact
+    return float(p.mean())
+
+
 def ranking_resolved(phi: np.ndarray, se: np.ndarray, *, tolerance: float, confidence: float,
                      top_k: int | None) -> bool:
     """Whether every explained target's ranking is resolved (see the module docstring):
     ``phi`` and ``se`` are targets x units."""
-    z = z_value(confidence)
     for row, s in zip(np.atleast_2d(phi), np.atleast_2d(se), strict=True):
-        d = len(row)
-        if d < 2:
+        if len(row) < 2:
             continue
         if not np.isfinite(s).all():
             return False
-        order = np.argsort(-row, kind="stable")
-        k = d - 1 if top_k is None else min(top_k, d - 1)
-        a, b = order[:k], order[1 : k + 1]
-        slack = tolerance * float(np.abs(row).max())
-        if np.any(row[a] - row[b] + slack < z * np.sqrt(s[a] ** 2 + s[b] ** 2)):
+        if expected_concordance(row, s, tolerance=tolerance, top_k=top_k) < confidence:
             return False
     return True
 
 
 def round_sizes(budget: int | str, first: int, cap: int) -> list[int]:
     """Samples added per round: ``[budget]`` for a fixed budget; with ``"auto"``, ``first``
-    then doubling totals (first, first, 2 first, ...) until ``cap``."""
+    then totals growing by half each round (first, 1.5 first, 2.25 first, ...) until ``cap``:
+    a finer step than doubling, so an example stops closer to the budget it needed."""
     if budget != AUTO:
         return [int(budget)]
     first = min(first, cap)
     sizes, total = [first], first
     while total < cap:
-        step = min(total, cap - total)
+        step = min(max(2, total // 2), cap - total)
         sizes.append(step)
         total += step
     return sizes
