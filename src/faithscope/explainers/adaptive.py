@@ -68,7 +68,7 @@ class Adaptive:
     or permutations for Shapley sampling)."""
 
     tolerance: float = 0.05
-    confidence: float = 0.95
+    confidence: float = 0.98
     top_k: int | None = None
     max_samples: int = 2000
 

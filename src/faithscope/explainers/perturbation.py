@@ -69,6 +69,20 @@ class LeaveOneOut(Explainer):
         return [(v[0] - v[1:]).T for v in vals], [{"forwards": len(m)} for m in masks]
 
 
+def smallest(r: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Per row of ``r``, which entries are among its ``k`` smallest (``k`` per row, 0..d): a
+    uniformly random subset of size ``k`` when ``r`` is uniform noise. One sort, the same sets as
+    ranking by a double argsort.
+
+    >>> smallest(np.array([[0.3, 0.1, 0.2], [0.3, 0.1, 0.2]]), np.array([1, 3])).tolist()
+    [[False, True, False], [True, True, True]]
+    """
+    if r.shape[1] == 0:
+        return np.zeros(r.shape, dtype=bool)
+    kth = np.take_along_axis(np.sort(r, axis=1), np.clip(k - 1, 0, None)[:, None], axis=1)
+    return (r <= kth) & (np.asarray(k)[:, None] > 0)
+
+
 def weighted_ridge(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Weighted ridge regression with an unpenalised intercept; Y may have several columns."""
@@ -133,8 +147,7 @@ class Lime(Adaptive, Explainer):
             k = rng.choice(np.arange(1, d + 1), size=m, p=w / w.sum())
         else:
             k = rng.integers(1, d + 1, size=m) if d else np.zeros(m, int)
-        ranks = np.argsort(np.argsort(rng.random((m, d)), axis=1), axis=1)
-        rows = ranks >= k[:, None]
+        rows = ~smallest(rng.random((m, d)), k)  # drop the k units with the smallest draws
         return np.vstack([full_masks(it), rows]) if first else rows
 
     def size_weights(self, d: int) -> np.ndarray:
@@ -272,8 +285,7 @@ class KernelShap(Adaptive, Explainer):
         p = (d - 1) / (sizes * (d - sizes))
         half = max(1, n // 2)
         s = rng.choice(sizes, size=half, p=p / p.sum())
-        ranks = np.argsort(np.argsort(rng.random((half, d)), axis=1), axis=1)
-        Z = ranks < s[:, None]
+        Z = smallest(rng.random((half, d)), s)
         st["drew"] = 2 * half
         rows.append(np.stack([Z, ~Z], axis=1).reshape(-1, d))  # paired (antithetic) sampling
         return np.vstack(rows)
