@@ -52,7 +52,7 @@ from .base import Prepared, score_masks
 
 AUTO = "auto"
 # bumped when what "auto" draws or how it stops changes (benchmarks key their caches on it)
-AUTO_VERSION = 4
+AUTO_VERSION = 5
 Draw = Callable[[Prepared, dict[str, Any], int], np.ndarray]
 Fit = Callable[[Prepared, dict[str, Any], np.ndarray, np.ndarray],
                tuple[np.ndarray, np.ndarray]]
@@ -246,24 +246,29 @@ def ridge_se(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float, coef: np
 
 
 def paired_constrained_se(Z: np.ndarray, y: np.ndarray, phi: np.ndarray,
-                          total: np.ndarray) -> np.ndarray:
+                          total: np.ndarray, *, weights: np.ndarray | None = None,
+                          n_fixed: int = 0) -> np.ndarray:
     """Standard errors of the efficiency-constrained KernelSHAP regression fitted on paired
-    samples (rows ``2j`` and ``2j + 1`` are a coalition and its complement, weight 1 each):
-    sandwich over pairs, as the pairs, not the rows, are the independent draws. The last unit
-    is ``total - sum(others)``, so its variance is ``1' C 1``. Targets x units."""
+    samples (rows ``2j`` and ``2j + 1`` are a coalition and its complement; ``weights`` per row,
+    default 1): sandwich over pairs, as the pairs, not the rows, are the independent draws,
+    scaled by ``P / (P - (d - 1))`` for ``P`` pairs and ``d - 1`` free coefficients (HC1; NaN,
+    unknown, with no more pairs than coefficients); the first ``n_fixed`` rows are enumerated,
+    not drawn, and add no sampling variance. The last
+    unit is ``total - sum(others)``, so its variance is ``1' C 1``. Targets x units."""
     n, d = Z.shape
     T = y.shape[1]
-    if d <= 1 or n < 4:
+    if d <= 1 or (n - n_fixed) // 2 <= d - 1:  # no more pairs than free coefficients
         return np.full((T, d), 0.0 if d <= 1 else np.nan)
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     Zf = Z.astype(np.float64)
     X = Zf[:, :-1] - Zf[:, -1:]
-    Ainv = np.linalg.pinv(X.T @ X)
-    P = n // 2
+    Ainv = np.linalg.pinv((X * w[:, None]).T @ X)
+    P = (n - n_fixed) // 2
     out = np.empty((T, d))
     for t in range(T):
-        r = (y[:, t] - Zf[:, -1] * total[t]) - X @ phi[t, :-1]
-        g = (X * r[:, None]).reshape(P, 2, d - 1).sum(axis=1)
-        C = Ainv @ (g.T @ g) @ Ainv * (P / max(P - 1, 1))
+        r = ((y[:, t] - Zf[:, -1] * total[t]) - X @ phi[t, :-1]) * w
+        g = (X * r[:, None])[n_fixed:].reshape(P, 2, d - 1).sum(axis=1)
+        C = Ainv @ (g.T @ g) @ Ainv * (P / (P - (d - 1)))  # HC1: pairs over free ones
         out[t, :-1] = np.sqrt(np.clip(np.diag(C), 0, None))
         out[t, -1] = np.sqrt(max(float(C.sum()), 0.0))
     return out

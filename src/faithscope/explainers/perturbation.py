@@ -254,8 +254,9 @@ class KernelShap(Adaptive, Explainer):
     needs at least ``n_samples >= 2 (n_units - 1)``), the result is the minimum-norm solution in
     which the last unit absorbs the remainder, and a ``UserWarning`` says so.
     ``n_samples="auto"`` samples pairs in rounds until the ranking is resolved, and enumerates
-    instead once a round would reach ``2**d - 2`` samples (:mod:`.adaptive`); standard errors
-    are sandwich errors over the pairs.
+    instead once a round would reach ``2**d - 2`` samples (:mod:`.adaptive`); it enumerates the
+    coalitions of sizes 1 and d - 1 with their exact kernel mass and samples only the other
+    sizes (:meth:`stratum_weights`). Standard errors are sandwich errors over the pairs.
     """
 
     stochastic = True
@@ -282,13 +283,34 @@ class KernelShap(Adaptive, Explainer):
             return np.vstack(rows)
         rng = st["rng"]
         sizes = np.arange(1, d)
+        if st.get("auto") and d >= 4:  # sizes 1 and d - 1 enumerated, the others sampled
+            if st["round"] == 0:
+                one = np.eye(d, dtype=bool)
+                rows.append(np.stack([one, ~one], axis=1).reshape(-1, d))
+                st["n_enum"] = 2 * d
+                n -= 2 * d
+            sizes = np.arange(2, d - 1)
         p = (d - 1) / (sizes * (d - sizes))
         half = max(1, n // 2)
         s = rng.choice(sizes, size=half, p=p / p.sum())
         Z = smallest(rng.random((half, d)), s)
-        st["drew"] = 2 * half
+        st["drew"] = 2 * half + (2 * d if st.get("n_enum") and st["round"] == 0 else 0)
         rows.append(np.stack([Z, ~Z], axis=1).reshape(-1, d))  # paired (antithetic) sampling
         return np.vstack(rows)
+
+    @staticmethod
+    def stratum_weights(d: int, n_enum: int, n_sampled: int) -> np.ndarray:
+        """Regression weights of the auto design: the ``2d`` coalitions of sizes 1 and d - 1
+        carry their exact share of the Shapley kernel's mass, ``m_1 / d`` each (``m_s``: the
+        kernel mass of size s, normalised), and the sampled coalitions (sizes 2..d-2, drawn
+        from the kernel) share the rest equally: the same objective as sampling every size,
+        without sampling error on the heaviest sizes (shap's KernelExplainer enumerates full
+        size strata the same way)."""
+        sizes = np.arange(1, d)
+        m = (d - 1) / (sizes * (d - sizes))
+        m = m / m.sum()
+        return np.concatenate([np.full(n_enum, m[0] / d),
+                               np.full(n_sampled, (1.0 - 2 * m[0]) / max(n_sampled, 1))])
 
     def coalitions(self, it: Prepared) -> tuple[np.ndarray, np.ndarray]:
         """The coalitions of a fixed budget (without the full and empty masks) and their
@@ -315,9 +337,10 @@ class KernelShap(Adaptive, Explainer):
             se = np.zeros_like(phi)
         else:
             Z, y = masks[2:], v[2:] - v[1]
-            w = np.ones(len(Z))
+            k = st.get("n_enum", 0)
+            w = self.stratum_weights(d, k, len(Z) - k) if k else np.ones(len(Z))
             phi = constrained_wls(Z.astype(np.float64), y, w, total)
-            se = paired_constrained_se(Z, y, phi, total)
+            se = paired_constrained_se(Z, y, phi, total, weights=w, n_fixed=k)
         rank = constrained_rank(Z, w)
         st["info"] = {"rank": rank, "underdetermined": rank < d - 1}
         return phi, se
