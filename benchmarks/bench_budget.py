@@ -117,8 +117,9 @@ def main() -> int:
     for name in args.explainers:
         refs, meta = cached(cache, {**base, "explainer": name, "budget": args.reference,
                                     "seed": 1},
-                            lambda: fs.explain(model, dev, [(name, {"n_samples": args.reference})],
-                                               seed=1))
+                            lambda n=name: fs.explain(model, dev,
+                                                      [(n, {"n_samples": args.reference})],
+                                                      seed=1))
         print(f"# {name} reference: {np.mean([r.info['forwards'] for r in refs]):.0f} "
               f"evaluations per sentence, {meta['seconds']:.0f} s", flush=True)
         rows = {}
@@ -137,7 +138,8 @@ def main() -> int:
         for label, params in configs:
             code = {"auto_version": AUTO_VERSION} if params["n_samples"] == "auto" else {}
             exps, meta = cached(cache, {**base, "explainer": name, **params, "seed": 0, **code},
-                                lambda p=params: fs.explain(model, dev, [(name, p)], seed=0))
+                                lambda p=params, n=name: fs.explain(model, dev, [(n, p)],
+                                                                    seed=0))
             evals = float(np.mean([e.info["forwards"] for e in exps]))
             rho, cover = agreement(exps, refs)
             a, alo, ahi = aopc(model, exps)

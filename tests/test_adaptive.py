@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from scipy.stats import norm, spearmanr
-from test_partition_kernel_lime import attribute, make_item, random_game, sigmoid_game
 
 import faithscope as fs
 import faithscope.models.tiny
@@ -15,6 +14,7 @@ from faithscope.explainers import KernelShap, Lime, ShapleySampling
 from faithscope.explainers.adaptive import expected_concordance, ranking_resolved, round_sizes
 from faithscope.models.adapter import InputError
 from helpers import brute_force_shapley
+from test_partition_kernel_lime import attribute, make_item, random_game, sigmoid_game
 
 D = 10
 GAME = random_game(D, seed=3)

@@ -35,6 +35,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ import numpy as np
 from ..models.adapter import InputError, ModelAdapter
 from ..registry import explainers
 from ..targets import TargetFn
-from .base import Explainer, Prepared, full_masks, score_masks
+from .base import Explainer, Prepared, score_masks
 from .perturbation import LeaveOneOut, Result
 
 
@@ -140,8 +141,9 @@ class MExGenCLIME(Explainer):
             subsets, w = clime_subsets(it.n_units, self.max_units_replace, budget,
                                        it.rng("clime"))
             removed = np.zeros((len(subsets), it.n_units), dtype=bool)
-            for r, s in enumerate(subsets):
-                removed[r, list(s)] = True
+            rows = np.repeat(np.arange(len(subsets)), [len(s) for s in subsets])
+            removed[rows, np.fromiter(itertools.chain.from_iterable(subsets), np.intp,
+                                      len(rows))] = True
             plans.append((removed, w))
             masks.append(~removed)
         vals = score_masks(adapter, items, masks, target_fn, operator=self.mask)
@@ -172,37 +174,51 @@ class MExGenLSHAP(Explainer):
 
     def plan(self, n: int) -> tuple[list[tuple[int, ...]], list[list[tuple[int, int, float]]]]:
         """Distinct removed subsets, and per unit its (without-i row, with-i row, weight)."""
-        rows: dict[tuple[int, ...], int] = {(): 0}
-        terms: list[list[tuple[int, int, float]]] = []
-        for i in range(n):
-            nb = [j for j in range(max(0, i - self.num_neighbors),
-                                   min(n, i + self.num_neighbors + 1)) if j != i]
-            k_max = min(self.max_units_replace, len(nb))
-            mine = []
-            for k in range(k_max + 1):
-                for s in itertools.combinations(nb, k):
-                    a = rows.setdefault(tuple(s), len(rows))
-                    b = rows.setdefault(tuple(sorted((*s, i))), len(rows))
-                    mine.append((a, b, 1.0 / ((k_max + 1) * math.comb(len(nb), k))))
-            terms.append(mine)
-        return list(rows), terms
+        return _lshap_plan(n, self.num_neighbors, self.max_units_replace)[:2]
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
-        plans, masks = [], []
-        for it in items:
-            subsets, terms = self.plan(it.n_units)
-            m = full_masks(it, len(subsets))
-            for r, s in enumerate(subsets):
-                m[r, list(s)] = False
-            plans.append(terms)
-            masks.append(m)
+        plans = [_lshap_plan(it.n_units, self.num_neighbors, self.max_units_replace)
+                 for it in items]
+        masks = [p[2] for p in plans]
         vals = score_masks(adapter, items, masks, target_fn, operator=self.mask)
         out = []
-        for it, terms, v in zip(items, plans, vals, strict=True):
-            phi = np.zeros((v.shape[1], it.n_units))
-            for i, mine in enumerate(terms):
-                for a, b, w in mine:
-                    phi[:, i] += w * (v[a] - v[b])
-            out.append(phi)
+        for it, (_, _, _, idx), v in zip(items, plans, vals, strict=True):
+            unit, a, b, w = idx
+            phi = np.zeros((it.n_units, v.shape[1]))
+            np.add.at(phi, unit, w[:, None] * (v[a] - v[b]))
+            out.append(phi.T)
         return out, [{"forwards": len(m)} for m in masks]
+
+
+@functools.lru_cache(maxsize=256)
+def _lshap_plan(n: int, num_neighbors: int, max_units_replace: int) -> tuple[
+        list[tuple[int, ...]], list[list[tuple[int, int, float]]], np.ndarray,
+        tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """L-SHAP's plan for ``n`` units (it depends on nothing else, so it is built once): the
+    distinct removed subsets, per unit its (without-i row, with-i row, weight) terms, the unit
+    masks (True = present) of the subsets, and the terms as flat arrays (unit, a, b, weight)."""
+    rows: dict[tuple[int, ...], int] = {(): 0}
+    terms: list[list[tuple[int, int, float]]] = []
+    for i in range(n):
+        nb = [j for j in range(max(0, i - num_neighbors), min(n, i + num_neighbors + 1))
+              if j != i]
+        k_max = min(max_units_replace, len(nb))
+        mine = []
+        for k in range(k_max + 1):
+            for s in itertools.combinations(nb, k):
+                a = rows.setdefault(tuple(s), len(rows))
+                b = rows.setdefault(tuple(sorted((*s, i))), len(rows))
+                mine.append((a, b, 1.0 / ((k_max + 1) * math.comb(len(nb), k))))
+        terms.append(mine)
+    subsets = list(rows)
+    m = np.ones((len(subsets), n), dtype=bool)
+    for r, s in enumerate(subsets):
+        m[r, list(s)] = False
+    m.setflags(write=False)
+    flat = [(i, a, b, w) for i, mine in enumerate(terms) for a, b, w in mine]
+    unit = np.array([f[0] for f in flat], dtype=np.intp)
+    rows_a = np.array([f[1] for f in flat], dtype=np.intp)
+    rows_b = np.array([f[2] for f in flat], dtype=np.intp)
+    weight = np.array([f[3] for f in flat], dtype=np.float64)
+    return subsets, terms, m, (unit, rows_a, rows_b, weight)

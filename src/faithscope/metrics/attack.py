@@ -200,7 +200,7 @@ def attack(adapter: ModelAdapter, explainer: Explainer, items: Sequence[Prepared
                          "attacks support gradient, gradient_x_input, integrated_gradients")
     points = explainer.path_points()  # type: ignore[attr-defined]
     per_row = 1 if points is None else len(points[0])
-    size = max(1, adapter.max_batch_size // per_row)
+    size = max(1, (adapter.max_batch_size or 1) // per_row)  # resolved when the adapter is made
     out: list[AttackResult] = []
     kw = dict(objective=objective, epsilon=epsilon, top_fraction=top_fraction, steps=steps,
               lr=lr, halve_every=halve_every, tol=tol, patience=patience, alpha=alpha,
