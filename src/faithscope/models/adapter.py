@@ -274,7 +274,7 @@ class ModelAdapter(Chunked):
             self.stats.forward_rows += b - a
 
         with torch.inference_mode():
-            self.run_chunks(np.arange(len(rb)), run)
+            self.run_chunks(np.arange(len(rb)), run, lengths=lengths)
         out = rb.restore(ran)
         return [out[a:b] for a, b in zip(rb.bounds[:-1], rb.bounds[1:], strict=True)]
 

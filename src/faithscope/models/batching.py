@@ -42,6 +42,8 @@ def _is_oom(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
+PAD_SLACK = 0.1  # on the CPU a chunk stops at rows more than 10 % longer than its first ...
+MIN_CHUNK = 8  # ... once it has this many rows
 WARN_SECONDS = 600.0  # a call estimated to run longer than this warns after its first chunk
 
 
@@ -207,8 +209,26 @@ class Chunked:
     def plan_chunks(self, lengths: np.ndarray) -> np.ndarray:
         return np.argsort(lengths, kind="stable")
 
-    def run_chunks(self, order: np.ndarray, run: Callable[[np.ndarray], None]) -> None:
+    def chunk_end(self, order: np.ndarray, i: int, size: int,
+                  lengths: np.ndarray | None) -> int:
+        """Where the chunk starting at ``order[i]`` ends: ``size`` rows, or on the CPU (where
+        every padded token costs as much as a real one) earlier, at the first row longer than
+        ``1 + PAD_SLACK`` times the chunk's first row once it holds ``MIN_CHUNK`` rows: rows of
+        different inputs then do not pad each other, so one call over many inputs costs no more
+        than one call per input. ``lengths``: each row's length, ``order`` ascending in it."""
+        end = min(i + size, len(order))
+        if lengths is None or end - i <= MIN_CHUNK or getattr(
+                getattr(self, "device", None), "type", "cpu") != "cpu":
+            return end
+        ls = lengths[order[i:end]]
+        over = np.flatnonzero(ls[MIN_CHUNK:] > ls[0] * (1 + PAD_SLACK))
+        return i + MIN_CHUNK + int(over[0]) if len(over) else end
+
+    def run_chunks(self, order: np.ndarray, run: Callable[[np.ndarray], None], *,
+                   lengths: np.ndarray | None = None) -> None:
         """Run ``run(rows)`` over chunks of ``order``; halve the chunk on CUDA OOM and retry.
+        With ``lengths`` (``order`` ascending in them) a CPU chunk ends where padding would
+        grow (:meth:`chunk_end`).
 
         After the first chunk of a call that has more, the time of the whole call is estimated
         from it; above ``warn_seconds`` (an adapter attribute, default :data:`WARN_SECONDS`;
@@ -219,7 +239,7 @@ class Chunked:
         limit = getattr(self, "warn_seconds", WARN_SECONDS)
         while i < len(order):
             size = self._batch
-            rows = order[i : i + size]
+            rows = order[i : self.chunk_end(order, i, size, lengths)]
             try:
                 run(rows)
                 if i == 0 and limit is not None and len(rows) < len(order):
@@ -280,4 +300,4 @@ class Chunked:
                     values[e][k, s] = v[r]
             self.stats.backward_rows += len(idx)
 
-        self.run_chunks(self.plan_chunks(lengths), run)
+        self.run_chunks(self.plan_chunks(lengths), run, lengths=lengths)
