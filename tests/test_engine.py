@@ -15,6 +15,7 @@ import torch
 import faithscope as fs
 from faithscope.explainers.base import estimated_rows, item_groups, unique_rows
 from faithscope.models import batching
+from faithscope.models.adapter import InputError
 from faithscope.models.batching import RowBlocks, default_batch_size, resolve_batch_size
 from faithscope.models.tiny import tiny_classifier
 from faithscope.registry import explainers as explainer_registry
@@ -189,3 +190,28 @@ def test_sdpa_by_default_and_the_attention_explainers_still_work(tmp_path, bert_
         np.testing.assert_allclose(a.scores, b.scores, atol=1e-4, rtol=1e-4,
                                    err_msg=a.explainer)
     assert fused.model.config._attn_implementation == "sdpa"  # switched back afterwards
+
+
+@pytest.mark.parametrize("which", ["bert", "roberta", "llama"])
+def test_batched_encoding_equals_one_at_a_time(adapters, which):
+    """encode_many (the tokenizer backend's batch encoder) gives exactly what encode gives:
+    ids, type ids, offsets, sequence ids; too-long and empty inputs take encode's path."""
+    adapter = adapters[which]
+    inputs = [("An unboxing, frankly: it's well-conceived!", None),
+              ("the plot is thin.", "yet oddly moving"), ("  spaced   out  ", None),
+              ("naïve café — déjà vu", "ok")]
+    if which != "roberta":  # the test BPE tokenizer (a tokenizers wrapper) cannot truncate
+        inputs.append(("word " * 400, None))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        many = adapter.encode_many(inputs)
+        one = [adapter.encode(t, p) for t, p in inputs]
+    for a, b in zip(many, one, strict=True):
+        assert np.array_equal(a.ids, b.ids) and a.offsets == b.offsets
+        assert a.sequence_ids == b.sequence_ids and a.truncated == b.truncated
+        assert (a.type_ids is None) == (b.type_ids is None)
+        assert a.type_ids is None or np.array_equal(a.type_ids, b.type_ids)
+    with pytest.raises(InputError):
+        adapter.encode_many([("fine", None), ("   ", None)])

@@ -84,7 +84,9 @@ def prepare(
     if granularity not in GRANULARITIES:
         raise InputError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
     examples = [_as_example(x, i) for i, x in enumerate(inputs)]
-    encs = [adapter.encode(ex.text, ex.pair, strict=strict) for ex in examples]
+    many = getattr(adapter, "encode_many", None)
+    encs = (many([(ex.text, ex.pair) for ex in examples], strict=strict) if many is not None
+            else [adapter.encode(ex.text, ex.pair, strict=strict) for ex in examples])
     logits = adapter.logits([e.ids[None, :] for e in encs],
                             None if not encs or encs[0].type_ids is None
                             else [e.type_ids[None, :] for e in encs])  # type: ignore[index]

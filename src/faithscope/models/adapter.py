@@ -185,6 +185,45 @@ class ModelAdapter(Chunked):
             truncated=truncated,
         )
 
+    def encode_many(self, inputs: Sequence[tuple[str, str | None]], *, strict: bool = False
+                    ) -> list[Encoded]:
+        """:meth:`encode` of many (text, pair) inputs at once: one call of the fast tokenizer's
+        batch encoder (its Rust backend, without the per-input Python conversion of the
+        ``__call__`` API), with the same ids, type ids, offsets and sequence ids. Inputs that
+        need checks or truncation (empty, longer than ``max_length``), and tokenizers without a
+        backend, go through :meth:`encode` one by one."""
+        backend = getattr(self.tokenizer, "_tokenizer", None)
+        ok = [isinstance(t, str) and t.strip() and (p is None or isinstance(p, str) and p.strip())
+              for t, p in inputs]
+        if backend is None or not hasattr(backend, "encode_batch") or not any(ok):
+            return [self.encode(t, p, strict=strict) for t, p in inputs]
+        batch = [(t, p) if p is not None else t for (t, p), g in zip(inputs, ok, strict=True)
+                 if g]
+        trunc, pad = backend.truncation, backend.padding
+        try:
+            backend.no_truncation()
+            backend.no_padding()
+            encoded = iter(backend.encode_batch(batch, add_special_tokens=True))
+        finally:
+            if trunc:
+                backend.enable_truncation(**trunc)
+            if pad:
+                backend.enable_padding(**pad)
+        types = "token_type_ids" in getattr(self.tokenizer, "model_input_names", ())
+        limit = self.max_length or 10**9
+        out = []
+        for (text, pair), good in zip(inputs, ok, strict=True):
+            e = next(encoded) if good else None
+            if e is None or len(e.ids) > limit:
+                out.append(self.encode(text, pair, strict=strict))
+                continue
+            out.append(Encoded(
+                text=text, pair=pair, ids=np.asarray(e.ids, dtype=np.int64),
+                type_ids=np.asarray(e.type_ids, dtype=np.int64) if types else None,
+                offsets=tuple((int(a), int(b)) for a, b in e.offsets),
+                sequence_ids=tuple(e.sequence_ids), truncated=False))
+        return out
+
     # --------------------------------------------------------------- batching
     def model_inputs(
         self, ids: list[np.ndarray], types: list[np.ndarray] | None
