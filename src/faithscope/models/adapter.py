@@ -190,9 +190,11 @@ class ModelAdapter(Chunked):
         """:meth:`encode` of many (text, pair) inputs at once: one call of the fast tokenizer's
         batch encoder (its Rust backend, without the per-input Python conversion of the
         ``__call__`` API), with the same ids, type ids, offsets and sequence ids. Inputs that
-        need checks or truncation (empty, longer than ``max_length``), and tokenizers without a
-        backend, go through :meth:`encode` one by one."""
+        need checks or truncation (empty, longer than ``max_length``), tokenizers without a
+        backend and subclasses with their own :meth:`encode` go through it one by one."""
         backend = getattr(self.tokenizer, "_tokenizer", None)
+        if type(self).encode is not ModelAdapter.encode:  # a subclass encodes its own way
+            backend = None
         ok = [isinstance(t, str) and t.strip() and (p is None or isinstance(p, str) and p.strip())
               for t, p in inputs]
         if backend is None or not hasattr(backend, "encode_batch") or not any(ok):
