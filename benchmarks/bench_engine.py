@@ -57,10 +57,10 @@ from typing import Any
 import torch
 
 import faithscope as fs
-from faithscope.data import bundled_sst2, read_table
 from faithscope.models.adapter import ModelAdapter
 
-SHARED_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "glue_dev.tsv"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_explainers  # noqa: E402  (its SST-2 dev loader)
 
 EXPLAINERS: list[tuple[str, dict[str, Any]]] = [
     ("lime", {"n_samples": 1000}),
@@ -98,8 +98,7 @@ def near_free_model(*, max_batch_size: int | None = None) -> ModelAdapter:
 
 def dev_data(n: int) -> list[fs.Example]:
     """The first ``n`` SST-2 dev sentences; past the 872 of the set, they repeat under new ids."""
-    data = (read_table(SHARED_DEV, id_prefix="sst2-dev") if SHARED_DEV.exists()
-            else bundled_sst2("dev"))
+    data = bench_explainers.dev_data(None)  # the same sentences as the explainer benchmark
     out = list(data[:n])
     while len(out) < n:
         out += [dataclasses.replace(ex, id=f"{ex.id}-r{len(out)}")
@@ -189,8 +188,7 @@ def throughput(args: argparse.Namespace) -> None:
 
 def peak_one(n: int) -> dict[str, float]:
     """Peak RSS above the level before one batched LIME-1000 call over ``n`` dev sentences."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_explainers import PeakRSS
+    PeakRSS = bench_explainers.PeakRSS  # noqa: N806
 
     adapter = near_free_model()
     data = dev_data(n)

@@ -153,14 +153,17 @@ def fixed_state(item: Prepared, salt: str, budget: int | str) -> dict[str, Any]:
 
 def sample_in_rounds(
     adapter: ModelAdapter, items: Sequence[Prepared], target_fn: TargetFn, *, operator: str,
-    salt: str, budget: int | str, first: Callable[[Prepared], int], cap: int,
+    salt: str, budget: int | str, cap: int,
     draw: Draw, fit: Fit, precision: Adaptive,
+    first: Callable[[Prepared], int] = lambda it: max(64, 4 * (it.n_units + 1)),
 ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
     """Drive ``draw``/``fit`` over rounds (see the module docstring). Returns per example the
     estimate (targets x units) and an info dict: ``forwards`` (distinct masks scored: a mask
-    seen in an earlier round of the call is reused, not scored again), ``n_samples`` (the budget used, in the explainer's unit: samples or
-    permutations; an enumeration counts what it enumerated), ``rounds``, ``resolved`` (auto: whether the
-    stopping rule held, rather than the cap) and ``se`` (per-unit standard errors)."""
+    seen in an earlier round of the call is reused, not scored again), ``n_samples`` (the
+    budget used, in the explainer's unit: samples or permutations; an enumeration counts what
+    it enumerated), ``rounds``, ``resolved`` (auto: whether the stopping rule held, rather than
+    the cap) and ``se`` (per-unit standard errors). ``first``: an example's first auto round
+    (default 64 samples, or 4 per unit and one more)."""
     states = [{**fixed_state(it, salt, 1), "sizes": round_sizes(budget, first(it), cap),
                "masks": [], "values": [], "forwards": 0, "drawn": 0, "cache": {},
                "auto": budget == AUTO}
@@ -175,10 +178,12 @@ def sample_in_rounds(
             m = draw(items[i], st, st["sizes"][st["round"]])
             st["drawn"] += st.pop("drew", st["sizes"][st["round"]])
             k = [r.tobytes() for r in np.packbits(m, axis=1)]
-            new = dict.fromkeys(j for j, key in enumerate(k) if key not in st["cache"])
             # a mask scored in an earlier round is not scored again; duplicates once
-            first_of = {k[j]: j for j in reversed(list(new))}
-            rows = sorted(first_of.values())
+            rows, seen = [], set()
+            for j, key in enumerate(k):
+                if key not in st["cache"] and key not in seen:
+                    seen.add(key)
+                    rows.append(j)
             drawn.append(m)
             keys.append(k)
             fresh.append(rows)

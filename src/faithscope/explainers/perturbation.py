@@ -200,8 +200,7 @@ class Lime(Adaptive, Explainer):
                   target_fn: TargetFn) -> Result:
         return sample_in_rounds(
             adapter, items, target_fn, operator=self.mask, salt="lime", budget=self.n_samples,
-            first=lambda it: max(64, 4 * (it.n_units + 1)), cap=self.max_samples,
-            draw=self.draw, fit=self.fit, precision=self)
+            cap=self.max_samples, draw=self.draw, fit=self.fit, precision=self)
 
 
 def shapley_kernel_weight(d: int, s: np.ndarray) -> np.ndarray:
@@ -349,8 +348,8 @@ class KernelShap(Adaptive, Explainer):
                   target_fn: TargetFn) -> Result:
         out, info = sample_in_rounds(
             adapter, items, target_fn, operator=self.mask, salt="kernel_shap",
-            budget=self.n_samples, first=lambda it: max(64, 4 * (it.n_units + 1)),
-            cap=self.max_samples, draw=self.draw, fit=self.fit, precision=self)
+            budget=self.n_samples, cap=self.max_samples, draw=self.draw, fit=self.fit,
+            precision=self)
         self._warn_underdetermined(items, info)
         return out, info
 
