@@ -181,6 +181,44 @@ def test_audit_resumes_without_recomputing(audited, tiny_dir):
     assert "1 to run" in text
 
 
+def _verdicts(out: Path) -> list[tuple]:
+    data = json.loads((out / "audit.json").read_text())
+    return [(e["name"], {g: v["status"] for g, v in e["gates"].items()},
+             {m: round(v["mean"], 6) for m, v in e["scores"].items()})
+            for e in data["explainers"]]
+
+
+def test_kill_9_then_rerun_equals_an_uninterrupted_audit(audited, tiny_dir, tmp_path):
+    """A real SIGKILL in the middle of an audit; the rerun recomputes only the unfinished units
+    and gives the same table as the uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "faithscope.cli", "audit", "--model", tiny_dir, *ARGS,
+           "--planted", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    units = out / "study" / "units"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(units.rglob("[!.]*.done.json"))) < 4:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    n_before = sum(1 for p in units.rglob("*.done.json") if not p.name.startswith("."))
+    total = sum(len(v) for v in
+                json.loads((out / "study" / "manifest.json").read_text())["plan"].values())
+    assert 0 < n_before < total and not (out / "audit.json").exists()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{n_before} already done" in done.stdout
+    assert _verdicts(out) == _verdicts(audited[0])
+
+
 def test_an_explainer_that_fails_mid_run_is_reported(tiny_dir, tmp_path, monkeypatch):
     import faithscope as fs
     from faithscope.explainers.perturbation import LeaveOneOut
@@ -291,3 +329,22 @@ metrics: [comprehensiveness, sufficiency]
     with pytest.raises(SpecError, match="metric_n"):
         parse_spec("name: x\nmodels: [{name: m, hub: a/b}]\ndatasets: [{name: sst2, "
                    "metric_n: {sufficiency: 0}}]\nexplainers: [gradient]\n")
+
+
+def test_readme_budget_table_is_the_code():
+    """The README's budget table states what `BUDGETS` runs (it once fell behind the code)."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in readme.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in BUDGETS}
+    assert set(rows) == set(BUDGETS)
+    for name, b in BUDGETS.items():
+        n, ig, samples, evals, checks, planted = rows[name]
+        assert int(n.replace(",", "")) == b.n and int(ig) == b.ig_steps
+        assert int(samples.replace(",", "")) == b.samples
+        assert int(evals.replace(",", "")) == b.max_evals
+        sens = "not run" if b.sensitivity_n == 0 else str(b.sensitivity_n)
+        assert checks == f"{b.sanity_n} / {b.stability_n} / {sens}"
+        train, _, planted_n = planted.partition(" / ")
+        assert train.startswith(f"{b.planted_train_n:,} sentences")
+        assert f"{b.planted_recipe['epochs']} epoch" in train and int(planted_n) == b.planted_n
