@@ -10,7 +10,7 @@ from scipy.stats import norm, spearmanr
 
 import faithscope as fs
 import faithscope.models.tiny
-from faithscope.explainers import KernelShap, Lime, ShapleySampling
+from faithscope.explainers import KernelShap, Lime, MExGenCLIME, ShapleySampling
 from faithscope.explainers.adaptive import expected_concordance, ranking_resolved, round_sizes
 from faithscope.models.adapter import InputError
 from helpers import brute_force_shapley
@@ -28,8 +28,11 @@ def runs(explainer, n_runs: int = 40, d: int = D, game=GAME):
 
 
 @pytest.mark.parametrize("explainer", [Lime(n_samples=300), KernelShap(n_samples=200),
-                                       ShapleySampling(n_permutations=16)],
-                         ids=["lime", "kernel_shap", "shapley_sampling"])
+                                       ShapleySampling(n_permutations=16),
+                                       MExGenCLIME(oversampling=4.0),
+                                       MExGenCLIME(oversampling=3.0, max_units_replace=3)],
+                         ids=["lime", "kernel_shap", "shapley_sampling", "clime",
+                              "clime_k3"])
 def test_standard_errors_match_the_spread_over_independent_runs(explainer):
     phi, se, _, _ = runs(explainer)
     spread = phi.std(axis=0, ddof=1)  # what the standard error should predict, per unit
@@ -114,6 +117,44 @@ def test_auto_is_keyed_per_example_and_agrees_with_exact_values(explainer):
         if not isinstance(explainer, Lime):  # LIME estimates another quantity
             assert spearmanr(together[k][0], exact).statistic > 0.8
         assert infos[k]["n_samples"] <= explainer.max_samples + 2**D
+
+
+def test_clime_errors_count_only_sampled_sizes_and_auto_stops_on_them():
+    """C-LIME's sizes are strata drawn without replacement: a size whose every subset is used
+    adds no error (0 once all are), and ``oversampling="auto"`` adds new subsets per round."""
+    game = random_game(D, seed=5)
+    # oversampling 10 at 10 units: all 10 singles and all 45 pairs fit the 100-row budget
+    (s_all,), (i_all,), _ = attribute(MExGenCLIME(oversampling=10.0), {"0": game},
+                                      [make_item(D)])
+    assert not i_all["se"].any() and i_all["forwards"] == 1 + 10 + 45
+    (s_sub,), (i_sub,), _ = attribute(MExGenCLIME(oversampling=4.0), {"0": game},
+                                      [make_item(D)])
+    assert (i_sub["se"] > 0).all()
+    # the same game with the singles' rows only sampled: larger errors
+    (_, ), (i_k3,), _ = attribute(MExGenCLIME(oversampling=3.0, max_units_replace=3),
+                                  {"0": game}, [make_item(D)])
+    assert np.nanmedian(i_k3["se"]) > np.nanmedian(i_sub["se"])
+    # auto: rounds of new subsets until resolved or all used; keyed per example
+    games = {f"ex{r}": random_game(D, seed=r) for r in range(3)}
+    items = [make_item(D, k) for k in games]
+    auto = MExGenCLIME(oversampling="auto", tolerance=0.0, confidence=0.999)
+    together, infos, adapter = attribute(auto, games, items)
+    alone, _, _ = attribute(auto, {"ex1": games["ex1"]}, [items[1]])
+    np.testing.assert_array_equal(together[1], alone[0])
+    for inf in infos:  # at this confidence every subset of <= 2 units ends up used
+        assert inf["exact"] and inf["forwards"] == 56 and not inf["se"].any()
+        assert inf["rounds"] >= 1
+    (full,), _, _ = attribute(MExGenCLIME(oversampling=10.0), {"ex0": games["ex0"]},
+                              [items[0]])
+    np.testing.assert_allclose(together[0], full, atol=1e-9)  # = the enumerated fit
+    # well separated main effects on 16 units (137 subsets): resolved before all are used
+    d = 16
+    separated = sigmoid_game(np.linspace(3.0, -3.0, d) * 0.2, np.zeros((d, d)))
+    easy = MExGenCLIME(oversampling="auto", tolerance=0.05, confidence=0.95)
+    (_,), (i_easy,), _ = attribute(easy, {"0": separated}, [make_item(d)])
+    assert i_easy["resolved"] and not i_easy.get("exact") and i_easy["forwards"] < 137
+    with pytest.raises(InputError, match="nonzero"):
+        fs.make_explainer(("mexgen_clime", {"oversampling": "auto", "nonzero": 2}))
 
 
 def test_auto_lime_enumerates_short_inputs_and_records_what_it_used():

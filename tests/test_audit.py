@@ -331,6 +331,23 @@ metrics: [comprehensiveness, sufficiency]
                    "metric_n: {sufficiency: 0}}]\nexplainers: [gradient]\n")
 
 
+@pytest.mark.parametrize("budget", sorted(BUDGETS))
+def test_every_budget_gives_every_explainer_valid_settings(budget):
+    """A budget's sample counts go to each explainer under its own parameter name (C-LIME's
+    ``oversampling``, Shapley sampling's ``n_permutations``), and every one validates."""
+    import faithscope as fs
+    from faithscope.audits.budgets import (
+        CLASSIFIER_EXPLAINERS,
+        GENERATIVE_EXPLAINERS,
+        explainer_params,
+    )
+
+    for name in {*CLASSIFIER_EXPLAINERS, *GENERATIVE_EXPLAINERS, "shapley_sampling",
+                 "mexgen_lshap", "mexgen_loo"}:
+        exp = fs.make_explainer((name, explainer_params(BUDGETS[budget], name)))
+        assert exp.name == name
+
+
 def test_readme_budget_table_is_the_code():
     """The README's budget table states what `BUDGETS` runs (it once fell behind the code)."""
     readme = (Path(__file__).parents[1] / "README.md").read_text()

@@ -84,8 +84,12 @@ def explainer_params(budget: Budget, name: str) -> dict[str, Any]:
     """The budget's sample count or path steps of explainer ``name`` (empty: defaults)."""
     if name == "integrated_gradients":
         return {"n_steps": budget.ig_steps}
-    if name in ("lime", "kernel_shap", "shapley_sampling", "mexgen_clime"):
+    if name in ("lime", "kernel_shap"):
         return {"n_samples": budget.samples}
+    if name == "shapley_sampling":  # a permutation costs units + 1 rows: ~LIME's at 20 units
+        return {"n_permutations": max(2, round(budget.samples / 20))}
+    if name == "mexgen_clime":  # queries = oversampling x units: LIME's budget at 20 units
+        return {"oversampling": budget.samples / 20}
     if name == "partition_shap":
         return {"max_evals": budget.max_evals}
     return {}

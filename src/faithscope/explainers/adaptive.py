@@ -153,7 +153,7 @@ def fixed_state(item: Prepared, salt: str, budget: int | str) -> dict[str, Any]:
 
 def sample_in_rounds(
     adapter: ModelAdapter, items: Sequence[Prepared], target_fn: TargetFn, *, operator: str,
-    salt: str, budget: int | str, cap: int,
+    salt: str, budget: int | str | Callable[[Prepared], int], cap: int,
     draw: Draw, fit: Fit, precision: Adaptive,
     first: Callable[[Prepared], int] = lambda it: max(64, 4 * (it.n_units + 1)),
 ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
@@ -163,8 +163,10 @@ def sample_in_rounds(
     budget used, in the explainer's unit: samples or permutations; an enumeration counts what
     it enumerated), ``rounds``, ``resolved`` (auto: whether the stopping rule held, rather than
     the cap) and ``se`` (per-unit standard errors). ``first``: an example's first auto round
-    (default 64 samples, or 4 per unit and one more)."""
-    states = [{**fixed_state(it, salt, 1), "sizes": round_sizes(budget, first(it), cap),
+    (default 64 samples, or 4 per unit and one more). A fixed ``budget`` may depend on the
+    example (a function of it: e.g. C-LIME's ``oversampling x units``)."""
+    states = [{**fixed_state(it, salt, 1),
+               "sizes": round_sizes(budget(it) if callable(budget) else budget, first(it), cap),
                "masks": [], "values": [], "forwards": 0, "drawn": 0, "cache": {},
                "auto": budget == AUTO}
               for it in items]
