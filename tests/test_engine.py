@@ -95,6 +95,43 @@ def test_grouped_explain_gives_the_same_explanations():
         assert repr(a.info) == repr(b.info), a.explainer
 
 
+def test_explainers_of_one_call_share_scored_masks(monkeypatch):
+    """A mask one explainer scored is not run again for the next explainer of the call: the
+    same explanations (one row at a time, so exactly), fewer model rows, and each explanation
+    says how many of its masks were reused. Scopes are per group and do not leak."""
+    from faithscope.explainers.reuse import active
+
+    adapter = tiny_classifier(max_batch_size=1)
+    rows: list[int] = []
+    real = adapter.logits
+
+    def counting(blocks, types=None):
+        rows.append(sum(len(b) for b in blocks))
+        return real(blocks, types)
+
+    monkeypatch.setattr(adapter, "logits", counting)
+    spec = [("lime", {"n_samples": 300}), ("kernel_shap", {"n_samples": 300}), "leave_one_out",
+            ("mexgen_clime", {"oversampling": 3.0})]
+    shared = fs.explain(adapter, SENTENCES, spec, target="all")
+    n_shared, rows[:] = sum(rows), []
+    alone = fs.explain(adapter, SENTENCES, spec, target="all", reuse=False)
+    n_alone = sum(rows)
+    assert active() is None  # no scope outlives the call
+    for a, b in zip(shared, alone, strict=True):
+        assert np.array_equal(a.scores, b.scores), a.explainer
+        assert a.info["forwards"] == b.info["forwards"] and "reused" not in b.info
+    reused = {e.explainer: 0 for e in shared}
+    for e in shared:
+        reused[e.explainer] += e.info["reused"]
+        if e.explainer == "leave_one_out":  # all its masks are among LIME's or KernelSHAP's
+            assert e.info["reused"] == e.info["forwards"]
+    assert reused["lime"] == 0 and reused["kernel_shap"] > 0 and reused["mexgen_clime"] > 0
+    assert n_alone - n_shared == sum(reused.values())
+    # with one input per group the scopes still share within each input
+    grouped = fs.explain(adapter, SENTENCES, spec, target="all", group_rows=1)
+    assert [e.info["reused"] for e in grouped] == [e.info["reused"] for e in shared]
+
+
 def test_grouped_explain_of_generated_text_is_the_same():
     from faithscope.models.generative import load_generative
 

@@ -38,6 +38,7 @@ from .explainers.prepare import (
     prepare,
     resolve_targets,
 )
+from .explainers.reuse import shared_scores
 from .explanation import Explanation
 from .models.adapter import InputError, softmax
 from .models.generative import Generation, is_generative
@@ -72,6 +73,7 @@ def explain(
     replacement: str | None = None,
     references: Sequence[Generation] | None = None,
     group_rows: int = GROUP_ROWS,
+    reuse: bool = True,
 ) -> list[Explanation]:
     """Explain every input with every explainer; returns example-major Explanations.
 
@@ -87,6 +89,9 @@ def explain(
     or ``abs``), ``replacement`` (text that replaces a removed unit; default: deleted) and
     ``references`` (outputs to explain instead of generating them). ``granularity``, ``target``
     and ``strict`` are for classifiers.
+
+    ``reuse``: explainers of the call share scored masks (:mod:`~faithscope.explainers.reuse`:
+    a mask one explainer scored is not run again for the next; ``info["reused"]`` counts them).
     """
     if isinstance(inputs, str | Example) or (  # one input; a (text, pair) tuple is one input
             isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], str)):
@@ -112,26 +117,34 @@ def explain(
     fn = get_target(target_fn)
     items = prepare(model, list(inputs), granularity=granularity, target=target, seed=seed,
                     strict=strict)
+    scores: list[list[np.ndarray]] = [[] for _ in exps]
+    infos: list[list[dict[str, Any]]] = [[] for _ in exps]
+    seconds = [0.0] * len(exps)
+    for group in item_groups(exps, items, group_rows):
+        # one scope per group: a mask one explainer scored is not run again for the next
+        with shared_scores(enabled=reuse) as cache:
+            for k, exp in enumerate(exps):
+                t0 = time.perf_counter()
+                torch.manual_seed(seed)
+                before = [cache.reused(it) if cache else 0 for it in items[group]]
+                sc, inf = exp.attribute(model, items[group], fn)
+                scores[k] += list(sc)
+                infos[k] += [{**info, "reused": cache.reused(it) - b} if cache else info
+                             for it, info, b in zip(items[group], inf, before, strict=True)]
+                seconds[k] += time.perf_counter() - t0
     results: list[list[Explanation]] = [[] for _ in items]
-    for exp in exps:
-        t0 = time.perf_counter()
-        scores, infos = [], []
-        for group in item_groups(exp, items, group_rows):
-            torch.manual_seed(seed)
-            sc, inf = exp.attribute(model, items[group], fn)
-            scores += list(sc)
-            infos += list(inf)
-        per = (time.perf_counter() - t0) / max(len(items), 1)
+    for k, exp in enumerate(exps):
         made = explanations_of(
-            exp, model, items, scores, infos, runtime_s=per, seed=seed,
+            exp, model, items, scores[k], infos[k], runtime_s=seconds[k] / max(len(items), 1),
+            seed=seed,
             fields=lambda it: dict(
                 example_id=it.example_id, text=it.enc.text, pair=it.enc.pair, units=it.units,
                 targets=it.targets, target_labels=tuple(model.labels[t] for t in it.targets),
                 probs=softmax(it.logits).astype(np.float32)),
             granularity=granularity, target_fn=target_fn, model_id=model.model_id,
             model_revision=model.revision)
-        for k, e in enumerate(made):
-            results[k].append(e)
+        for j, e in enumerate(made):
+            results[j].append(e)
     return [e for row in results for e in row]
 
 

@@ -21,6 +21,7 @@ from ..explanation import Explanation
 from ..models.adapter import Encoded, InputError, ModelAdapter
 from ..targets import TargetFn
 from ..units import Unit
+from . import reuse
 
 if TYPE_CHECKING:
     import torch
@@ -189,30 +190,50 @@ def score_masks(
     if operator not in OPERATORS:
         raise InputError(f"mask operator must be one of {OPERATORS}, got {operator!r}")
     replacement = adapter.token_id(operator, replacing=True) if operator != "delete" else -1
+    cache = reuse.active()
     all_blocks: list[np.ndarray] = []
     all_types: list[np.ndarray] = []
     plan = []
     for item, m in zip(items, masks, strict=True):
         m = np.asarray(m, dtype=bool).reshape(-1, item.n_units)
         uniq, inverse = unique_rows(m)
-        if operator == "delete":
-            row_order, blocks = _delete_blocks(item, uniq)
+        known = keys = table = None
+        run = uniq
+        if cache is not None:  # outputs kept from earlier explainers of this call
+            known, keys, table = reuse.lookup(cache, item, operator, uniq)
+            run = uniq[~known]
+        blocks: list[tuple[np.ndarray, np.ndarray | None]] = []
+        if not len(run):
+            row_order = np.arange(0)
+        elif operator == "delete":
+            row_order, blocks = _delete_blocks(item, run)
         else:
-            row_order = np.arange(len(uniq))
-            blocks = _replace_blocks(item, uniq, replacement)
+            row_order = np.arange(len(run))
+            blocks = _replace_blocks(item, run, replacement)
         start = len(all_blocks)
         for ids, types in blocks:
             all_blocks.append(ids)
             if types is not None:
                 all_types.append(types)
-        plan.append((start, len(blocks), row_order, inverse))
+        plan.append((start, len(blocks), row_order, inverse, known, keys, table))
     has_types = bool(all_types) and len(all_types) == len(all_blocks)
-    logits = adapter.logits(all_blocks, all_types if has_types else None)
+    logits = adapter.logits(all_blocks, all_types if has_types else None) if all_blocks else []
     out = []
-    for item, (start, n, row_order, inverse) in zip(items, plan, strict=True):
+    for item, (start, n, row_order, inverse, known, keys, table) in zip(items, plan,
+                                                                         strict=True):
         lg = np.concatenate(logits[start : start + n]) if n else np.zeros((0, adapter.num_labels))
         restored = np.empty_like(lg)
         restored[row_order] = lg
+        if known is not None:
+            assert keys is not None and table is not None
+            full = np.empty((len(known), adapter.num_labels), dtype=restored.dtype)
+            full[~known] = restored
+            new = np.flatnonzero(~known)
+            for j, row in zip(new, restored, strict=True):
+                table[keys[j]] = row
+            for j in np.flatnonzero(known):
+                full[j] = table[keys[j]]
+            restored = full
         out.append(target_values(restored, item.targets, target_fn)[inverse])
     return out
 
@@ -286,13 +307,14 @@ def estimated_rows(exp: Explainer, item: Any) -> int:
     return 16 * (d + 1)
 
 
-def item_groups(exp: Explainer, items: Sequence[Any], max_rows: int = GROUP_ROWS
-                ) -> list[slice]:
-    """Consecutive groups of ``items`` whose :func:`estimated_rows` sum to at most
-    ``max_rows`` (an item above it is a group of its own). Explaining group by group keeps
-    memory flat in the number of items (the masks, ids and values of one group at a time)
-    while each group is still a large virtual batch; randomness is keyed per example, so the
-    results are those of one call over all items.
+def item_groups(exp: Explainer | Sequence[Explainer], items: Sequence[Any],
+                max_rows: int = GROUP_ROWS) -> list[slice]:
+    """Consecutive groups of ``items`` whose :func:`estimated_rows` (summed over ``exp``, one
+    explainer or several that explain the same items) sum to at most ``max_rows`` (an item
+    above it is a group of its own). Explaining group by group keeps memory flat in the number
+    of items (the masks, ids and values of one group at a time) while each group is still a
+    large virtual batch; randomness is keyed per example, so the results are those of one call
+    over all items.
 
     >>> from faithscope.explainers.perturbation import Lime
     >>> from types import SimpleNamespace as NS
@@ -301,9 +323,10 @@ def item_groups(exp: Explainer, items: Sequence[Any], max_rows: int = GROUP_ROWS
     """
     if max_rows < 1:
         raise InputError(f"max_rows must be >= 1, got {max_rows!r}")
+    exps = [exp] if isinstance(exp, Explainer) else list(exp)
     groups, start, total = [], 0, 0
     for i, it in enumerate(items):
-        rows = estimated_rows(exp, it)
+        rows = sum(estimated_rows(e, it) for e in exps)
         if i > start and total + rows > max_rows:
             groups.append(slice(start, i))
             start, total = i, 0
