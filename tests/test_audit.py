@@ -240,7 +240,7 @@ def test_an_explainer_that_fails_mid_run_is_reported(tiny_dir, tmp_path, monkeyp
 
 @pytest.mark.parametrize("extra,needle", [
     (["--n", "500"], "larger than the data"),
-    (["--explainers", "mexgen_clime"], "does not apply"),
+    (["--explainers", "self_explanation"], "does not apply"),
     (["--explainers", "nonsense"], "nonsense"),
     (["--budget", "fast", "--rank-by", "iou_f1"], "rank_by"),
 ])

@@ -124,12 +124,15 @@ def _data(data: Any, params: Mapping[str, Any], out: Path) -> tuple[str, dict[st
 def _probe(adapter: Any, example: Example, name: str, budget: Budget) -> str | None:
     """None when explainer ``name`` runs on the model (one example, smallest settings), else
     the reason it does not apply (its first line)."""
-    from ..api import explain
-    small = {k: min(v, 8) if isinstance(v, int) else v for k, v in explainer_params(budget, name).items()}
+    from ..api import explain, make_explainer
+    small = {k: min(v, 8) if isinstance(v, int) else v
+             for k, v in explainer_params(budget, name).items()}
+    # settings the explainer refuses are an error of the budget, not "does not apply"
+    exp = make_explainer((name, small))
     try:
         with warnings.catch_warnings():  # e.g. too few samples: this is only a probe
             warnings.simplefilter("ignore")
-            explain(adapter, [example], [(name, small)])
+            explain(adapter, [example], [exp])
     except (InputError, NotImplementedError, ValueError, TypeError, RuntimeError) as err:
         text = str(err).strip().splitlines()
         return text[0] if text else type(err).__name__
