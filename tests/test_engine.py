@@ -132,6 +132,36 @@ def test_explainers_of_one_call_share_scored_masks(monkeypatch):
     assert [e.info["reused"] for e in grouped] == [e.info["reused"] for e in shared]
 
 
+def test_analyses_re_run_explainers_in_groups(monkeypatch):
+    """Layer randomization, sensitivity and sampling stability re-run the explainer group by
+    group (memory bounded as in explain), with the values of one call."""
+    import faithscope.explainers.base as base
+
+    adapter = tiny_classifier(max_batch_size=1)
+    exps = fs.explain(adapter, SENTENCES[:2], ("lime", {"n_samples": 20}))
+    metrics = [("randomization", {"embeddings": False}), ("avg_sensitivity", {"n_samples": 2}),
+               "sampling_stability"]
+    whole = fs.evaluate(exps, adapter, metrics, random=False)
+    from faithscope.explainers.perturbation import Lime
+
+    sizes: list[int] = []
+    real = Lime.attribute
+
+    def spy(self, adapter, items, target_fn):
+        sizes.append(len(items))
+        return real(self, adapter, items, target_fn)
+
+    monkeypatch.setattr(Lime, "attribute", spy)
+    monkeypatch.setattr(base, "GROUP_ROWS", 1)  # every item a group of its own
+    grouped = fs.evaluate(exps, adapter, metrics, random=False)
+    assert sizes and set(sizes) == {1}
+    pd_cols = ["example_id", "explainer", "metric"]
+    a = whole.sort_values(pd_cols).reset_index(drop=True)
+    b = grouped.sort_values(pd_cols).reset_index(drop=True)
+    np.testing.assert_allclose(a["value"].to_numpy(float), b["value"].to_numpy(float),
+                               atol=1e-12)
+
+
 def test_grouped_explain_of_generated_text_is_the_same():
     from faithscope.models.generative import load_generative
 

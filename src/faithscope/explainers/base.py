@@ -336,6 +336,22 @@ def item_groups(exp: Explainer | Sequence[Explainer], items: Sequence[Any],
     return groups
 
 
+def attribute_grouped(exp: Explainer, adapter: Any, items: Sequence[Any], target_fn: Any,
+                      max_rows: int | None = None
+                      ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+    """``exp.attribute`` over :func:`item_groups` of ``items``: the analyses that re-run an
+    explainer (layer randomization, sensitivity, sampling stability) keep memory bounded by a
+    group as :func:`faithscope.explain` does; the results are those of one call.
+    ``max_rows``: default :data:`GROUP_ROWS`."""
+    scores: list[np.ndarray] = []
+    infos: list[dict[str, Any]] = []
+    for group in item_groups(exp, items, GROUP_ROWS if max_rows is None else max_rows):
+        sc, inf = exp.attribute(adapter, items[group], target_fn)
+        scores += list(sc)
+        infos += list(inf)
+    return scores, infos
+
+
 def pool_tokens(item: Prepared, token_scores: np.ndarray, how: str = "sum") -> np.ndarray:
     """Token scores (targets x tokens) -> unit scores (targets x units) by sum or L2 norm."""
     return pool_by_index(token_scores, item.token_unit, item.n_units, how)

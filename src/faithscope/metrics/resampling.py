@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..explainers.base import Explainer, Prepared
+from ..explainers.base import Explainer, Prepared, attribute_grouped
 from ..explanation import Explanation
 from ..models.adapter import InputError, ModelAdapter
 from ..registry import metrics
@@ -78,7 +78,7 @@ class SamplingStability(Analysis):
                     for _ in explanations]
         fn = get_target(explanations[0].target_fn)
         again = [replace(it, seed=it.seed + self.offset) for it in items]
-        scores, _ = explainer.attribute(adapter, again, fn)
+        scores, _ = attribute_grouped(explainer, adapter, again, fn)
         out: list[tuple[float, dict[str, Any]]] = []
         for e, it, sc in zip(explanations, again, scores, strict=True):
             a = np.asarray(e.scores[0], dtype=np.float64)

@@ -66,7 +66,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .._lazy import lazy_import
-from ..explainers.base import Explainer, Prepared, token_unit_index
+from ..explainers.base import Explainer, Prepared, attribute_grouped, token_unit_index
 from ..explanation import Explanation
 from ..models.adapter import Encoded, InputError, ModelAdapter
 from ..registry import metrics
@@ -251,7 +251,7 @@ class _Sensitivity(Analysis):
                     with adapter.perturbed_embeddings(rows):
                         new = _rescored(adapter, [it])
                         torch.manual_seed(it.seed)
-                        scores, _ = explainer.attribute(adapter, new, fn)
+                        scores, _ = attribute_grouped(explainer, adapter, new, fn)
                     record(s, [i], [base[i]], new, scores)
             return
         starts = np.cumsum([0] + [len(t) for t in ids])
@@ -274,7 +274,7 @@ class _Sensitivity(Analysis):
                                  ).to(extra.dtype))
                 new = _rescored(adapter, moved)
                 torch.manual_seed(items[0].seed)
-                scores, _ = explainer.attribute(adapter, new, fn)
+                scores, _ = attribute_grouped(explainer, adapter, new, fn)
                 record(s, idx, base, new, scores)
 
     def _drop_samples(self, adapter: ModelAdapter, explainer: Explainer,
@@ -297,7 +297,7 @@ class _Sensitivity(Analysis):
             refs = [np.delete(base[i], u) for i, u in zip(idx, dropped, strict=True)]
             if new:
                 torch.manual_seed(items[0].seed)
-                scores, _ = explainer.attribute(adapter, new, fn)
+                scores, _ = attribute_grouped(explainer, adapter, new, fn)
                 record(s, idx, refs, new, scores)
 
 

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from .._lazy import lazy_import
-from ..explainers.base import Explainer, Prepared
+from ..explainers.base import Explainer, Prepared, attribute_grouped
 from ..explanation import Explanation
 from ..models.adapter import InputError, ModelAdapter
 from ..models.surgery import parameter_groups, randomized
@@ -117,7 +117,7 @@ class _Randomization(Analysis):
         for s, (_, groups) in enumerate(steps):
             with randomized(adapter, groups, seed=self.seed):
                 torch.manual_seed(items[0].seed)
-                scores, _ = explainer.attribute(adapter, items, fn)
+                scores, _ = attribute_grouped(explainer, adapter, items, fn)
             for i, (e, sc) in enumerate(zip(explanations, scores, strict=True)):
                 k = n_top(self.fraction, len(e.units))
                 sims[i, s] = similarity(e.scores[0], np.asarray(sc)[0], self.similarity,
