@@ -234,3 +234,27 @@ def check_round_trip(exps, path) -> list[fs.Explanation]:
         assert a.units == b.units and dict(a.info) == dict(b.info)
         assert (a.output, a.output_ids, a.levels) == (b.output, b.output_ids, b.levels)
     return loaded
+
+
+def kill_9_midway(cmd: list[str], study: Path, at_least: int = 4) -> tuple[int, int]:
+    """Run ``cmd`` (a study-running CLI command, one torch thread), SIGKILL it once the study
+    at ``study`` has ``at_least`` finished units, and return (units finished, units planned):
+    the common part of the kill -9 tests of studies and audits."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    units = study / "units"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(units.rglob("[!.]*.done.json"))) < at_least:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    done = sum(1 for p in units.rglob("*.done.json") if not p.name.startswith("."))
+    total = sum(len(v) for v in json.loads((study / "manifest.json").read_text())["plan"].values())
+    return done, total

@@ -15,7 +15,7 @@ import pytest
 from faithscope.audits.budgets import BUDGETS, audit_spec
 from faithscope.audits.verdict import PLANTED_MIN, SANITY_MAX, STABILITY_MIN, judge
 from faithscope.cli import main
-from helpers import ASSETS, save_tiny
+from helpers import ASSETS, kill_9_midway, save_tiny
 
 DATA = ASSETS / "data"
 
@@ -192,27 +192,15 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_audit(audited, tiny_dir, tmp_
     """A real SIGKILL in the middle of an audit; the rerun recomputes only the unfinished units
     and gives the same table as the uninterrupted run."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "faithscope.cli", "audit", "--model", tiny_dir, *ARGS,
            "--planted", "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    units = out / "study" / "units"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(units.rglob("[!.]*.done.json"))) < 4:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    n_before = sum(1 for p in units.rglob("*.done.json") if not p.name.startswith("."))
-    total = sum(len(v) for v in
-                json.loads((out / "study" / "manifest.json").read_text())["plan"].values())
+    n_before, total = kill_9_midway(cmd, out / "study")
     assert 0 < n_before < total and not (out / "audit.json").exists()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{n_before} already done" in done.stdout

@@ -3,12 +3,9 @@ results (DuckDB), CLI, and the Ray executor against the local one."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +25,7 @@ from faithscope.studies import (
     run_study,
 )
 from faithscope.studies.store import Store, StudyLockedError
+from helpers import kill_9_midway
 
 SPEC = """\
 name: tiny
@@ -245,18 +243,9 @@ def test_corrupt_shard_is_reported_and_recomputed(reference, spec_file, tmp_path
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(reference, spec_file, tmp_path):
     out = tmp_path / "study"
     cmd = [sys.executable, "-m", "faithscope.cli", "run", str(spec_file), "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    units = out / "units" / "explain"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(units.glob("*.done.json"))) < 5:
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    n_before = sum(1 for p in (out / "units").rglob("*.done.json") if not p.name.startswith("."))
-    total = sum(len(v) for v in json.loads((out / "manifest.json").read_text())["plan"].values())
+    n_before, total = kill_9_midway(cmd, out, at_least=5)
     assert 0 < n_before < total  # really interrupted in the middle
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{n_before} already done" in done.stdout
