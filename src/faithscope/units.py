@@ -70,6 +70,9 @@ def _segment_units(
     empty = [p for p, a, b in spans if b <= a]  # e.g. a lone SentencePiece "▁"
     if granularity == "word":
         pieces = [(m.start(), m.end()) for m in _WORD.finditer(seg)]
+        units = _word_units(seg, part, pieces, real)
+        if units is not None:
+            return _finish(units, empty, part, truncated)
     else:
         pieces = [(a, b) for _, a, b in real]
         covered = bytearray(len(seg))
@@ -118,6 +121,28 @@ def _segment_units(
         tokens = sorted(p for i in members for p in owner.get(i, ()))
         units.append(Unit(seg[a:b], a, b, part, tuple(tokens)))
     units.sort(key=lambda u: u.start)
+    return _finish(units, empty, part, truncated)
+
+
+def _word_units(seg: str, part: int, pieces: list[tuple[int, int]],
+                real: list[tuple[int, int, int]]) -> list[Unit] | None:
+    """The common case of word units, in one pass: every token lies inside one word (words
+    never overlap), so each word is a unit with the tokens inside it. None when a token
+    bridges words (the general path then merges them)."""
+    starts = [a for a, _ in pieces]
+    owned: list[list[int]] = [[] for _ in pieces]
+    for p, a, b in real:
+        i = bisect.bisect_right(starts, a) - 1
+        if i < 0 or b > pieces[i][1] or a >= pieces[i][1]:
+            return None
+        owned[i].append(p)
+    return [Unit(seg[a:b], a, b, part, tuple(sorted(t)))
+            for (a, b), t in zip(pieces, owned, strict=True)]
+
+
+def _finish(units: list[Unit], empty: list[int], part: int, truncated: bool) -> list[Unit]:
+    """Drop trailing units the model never saw (truncated input); attach whitespace-only
+    tokens."""
     if truncated:  # drop text the model never saw
         while units and not units[-1].tokens:
             units.pop()

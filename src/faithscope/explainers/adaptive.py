@@ -49,6 +49,7 @@ import numpy as np
 from ..models.adapter import InputError, ModelAdapter
 from ..targets import TargetFn
 from .base import Prepared, score_masks
+from .scoring import mask_keys, unique_rows
 
 AUTO = "auto"
 # bumped when what "auto" draws or how it stops changes (benchmarks key their caches on it)
@@ -168,39 +169,51 @@ def sample_in_rounds(
     states = [{**fixed_state(it, salt, 1),
                "sizes": round_sizes(budget(it) if callable(budget) else budget, first(it), cap),
                "masks": [], "values": [], "forwards": 0, "drawn": 0, "cache": {},
+               "stored": 0, "scored": [],
                "auto": budget == AUTO}
               for it in items]
     results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(items)
     active = list(range(len(items)))
     auto = budget == AUTO
     while active:
-        drawn, keys, fresh = [], [], []
+        drawn, slots, fresh = [], [], []
         for i in active:
             st = states[i]
             m = draw(items[i], st, st["sizes"][st["round"]])
             st["drawn"] += st.pop("drew", st["sizes"][st["round"]])
-            k = [r.tobytes() for r in np.packbits(m, axis=1)]
-            # a mask scored in an earlier round is not scored again; duplicates once
-            rows, seen = [], set()
-            for j, key in enumerate(k):
-                if key not in st["cache"] and key not in seen:
-                    seen.add(key)
-                    rows.append(j)
+            # a mask scored in an earlier round is not scored again; duplicates once. The
+            # cache maps a mask's key to its row among the example's scored values
+            if len(st["sizes"]) == 1:  # one round only: no cache, one sort of the masks
+                new, where = unique_rows(m)
+            else:
+                cache, rows, where = st["cache"], [], []
+                n0 = st["stored"]
+                for j, key in enumerate(mask_keys(m)):
+                    at = cache.get(key)
+                    if at is None:
+                        at = cache[key] = n0 + len(rows)
+                        rows.append(j)
+                    where.append(at)
+                new = m[rows]
             drawn.append(m)
-            keys.append(k)
-            fresh.append(rows)
-            st["forwards"] += len(rows)
-        todo = [(i, m[rows]) for i, m, rows in zip(active, drawn, fresh, strict=True) if rows]
+            slots.append(where)
+            fresh.append(new)
+            st["forwards"] += len(new)
+            st["stored"] += len(new)
+        todo = [(i, new) for i, new in zip(active, fresh, strict=True) if len(new)]
         vals = score_masks(adapter, [items[i] for i, _ in todo], [m for _, m in todo],
                            target_fn, operator=operator) if todo else []
         got = dict(zip([i for i, _ in todo], vals, strict=True))
         still = []
-        for i, m, k, rows in zip(active, drawn, keys, fresh, strict=True):
+        for i, m, k, rows in zip(active, drawn, slots, fresh, strict=True):
             st = states[i]
-            if rows:
-                st["cache"].update(zip([k[j] for j in rows], got[i], strict=True))
+            if len(rows):
+                st["scored"].append(got[i])
+            if len(st["scored"]) > 1:
+                st["scored"] = [np.vstack(st["scored"])]
             n_t = len(items[i].targets)
-            v = np.array([st["cache"][key] for key in k]).reshape(len(k), n_t)
+            v = (st["scored"][0][np.asarray(k, dtype=np.intp)] if st["scored"]
+                 else np.zeros((0, n_t))).reshape(len(k), n_t)
             st["masks"].append(m)
             st["values"].append(v)
             st["round"] += 1

@@ -21,14 +21,16 @@ from ..explanation import Explanation
 from ..models.adapter import Encoded, InputError, ModelAdapter
 from ..targets import TargetFn
 from ..units import Unit
-from . import reuse
+from .scoring import OPERATORS
+from .scoring import score_masks as score_masks  # re-exported: the engine's one kernel
+from .scoring import target_values as target_values
+from .scoring import unique_rows as unique_rows
 
 if TYPE_CHECKING:
     import torch
 else:
     torch = lazy_import("torch")
 
-OPERATORS = ("mask", "pad", "unk", "delete")
 _FALLBACK = {"mask": ("mask", "unk", "pad"), "unk": ("unk", "pad"), "pad": ("pad",)}
 
 
@@ -113,150 +115,6 @@ class Explainer:
         self, adapter: ModelAdapter, items: Sequence[Prepared], target_fn: TargetFn
     ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
         raise NotImplementedError
-
-
-def target_values(logits: np.ndarray, targets: Sequence[int], target_fn: TargetFn) -> np.ndarray:
-    """``target_fn`` of every row for every target: float64 (rows x targets)."""
-    lt = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))
-    cols = []
-    for t in targets:
-        idx = torch.full((lt.shape[0],), int(t), dtype=torch.long)
-        cols.append(target_fn(lt, idx).double().numpy())
-    return np.stack(cols, axis=1) if cols else np.zeros((lt.shape[0], 0))
-
-
-def unique_rows(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct rows of a boolean matrix and each row's index among them: the same rows, in
-    the same (lexicographic) order, as ``np.unique(masks, axis=0, return_inverse=True)``, from
-    one sort of the rows packed into 64-bit words (numpy's ``axis=0`` path sorts a structured
-    view of the rows, several times slower).
-
-    >>> unique_rows(np.array([[1, 0], [0, 1], [1, 0]], dtype=bool))[1].tolist()
-    [1, 0, 1]
-    """
-    m = np.asarray(masks, dtype=bool)
-    n, d = m.shape
-    if n == 0 or d == 0:
-        return m[:1], np.zeros(n, dtype=np.intp)
-    packed = np.packbits(m, axis=1)  # first column in the highest bit: byte order = row order
-    words = -(-packed.shape[1] // 8)
-    buf = np.zeros((n, words * 8), dtype=np.uint8)
-    buf[:, : packed.shape[1]] = packed
-    keys = buf.view(">u8").astype(np.uint64)  # big-endian words compare as the rows do
-    order = (np.argsort(keys[:, 0], kind="stable") if words == 1
-             else np.lexsort(keys.T[::-1]))
-    ordered = keys[order]
-    first = np.ones(n, dtype=bool)
-    first[1:] = (ordered[1:] != ordered[:-1]).any(axis=1)
-    inverse = np.empty(n, dtype=np.intp)
-    inverse[order] = np.cumsum(first) - 1
-    return m[order[first]], inverse
-
-
-def _replace_blocks(item: Prepared, masks: np.ndarray, replacement: int
-                    ) -> list[tuple[np.ndarray, np.ndarray | None]]:
-    """One block realising ``masks`` (rows x units) by replacing removed units' tokens: each
-    token reads its unit's column of ``masks`` (tokens of no unit read an always-present
-    column), and a removed token becomes ``replacement``. Segment ids are the input's, one
-    read-only row broadcast over the block."""
-    enc = item.enc
-    n, d = masks.shape
-    present = np.empty((n, d + 1), dtype=bool)
-    present[:, :d] = masks
-    present[:, d] = True
-    cols = np.where(item.token_unit >= 0, item.token_unit, d)
-    ids = np.where(present[:, cols], enc.ids, np.int64(replacement))
-    types = None if enc.type_ids is None else np.broadcast_to(enc.type_ids, ids.shape)
-    return [(ids, types)]
-
-
-def score_masks(
-    adapter: ModelAdapter,
-    items: Sequence[Prepared],
-    masks: Sequence[np.ndarray],
-    target_fn: TargetFn,
-    *,
-    operator: str = "mask",
-) -> list[np.ndarray]:
-    """Score unit masks (True = present) of many examples in one virtual batch.
-
-    Returns, per example, ``target_fn`` values (float64, rows x targets). Identical masks of an
-    example are run once. An ``adapter`` with its own ``score_unit_masks`` (a generative model
-    with a scalarizer, :class:`~faithscope.generation.explain.ScalarizedLM`) scores them itself.
-    """
-    own = getattr(adapter, "score_unit_masks", None)
-    if own is not None:
-        return own(items, masks)
-    if operator not in OPERATORS:
-        raise InputError(f"mask operator must be one of {OPERATORS}, got {operator!r}")
-    replacement = adapter.token_id(operator, replacing=True) if operator != "delete" else -1
-    cache = reuse.active()
-    all_blocks: list[np.ndarray] = []
-    all_types: list[np.ndarray] = []
-    plan = []
-    for item, m in zip(items, masks, strict=True):
-        m = np.asarray(m, dtype=bool).reshape(-1, item.n_units)
-        uniq, inverse = unique_rows(m)
-        known = keys = table = None
-        run = uniq
-        if cache is not None:  # outputs kept from earlier explainers of this call
-            known, keys, table = reuse.lookup(cache, item, operator, uniq)
-            run = uniq[~known]
-        blocks: list[tuple[np.ndarray, np.ndarray | None]] = []
-        if not len(run):
-            row_order = np.arange(0)
-        elif operator == "delete":
-            row_order, blocks = _delete_blocks(item, run)
-        else:
-            row_order = np.arange(len(run))
-            blocks = _replace_blocks(item, run, replacement)
-        start = len(all_blocks)
-        for ids, types in blocks:
-            all_blocks.append(ids)
-            if types is not None:
-                all_types.append(types)
-        plan.append((start, len(blocks), row_order, inverse, known, keys, table))
-    has_types = bool(all_types) and len(all_types) == len(all_blocks)
-    logits = adapter.logits(all_blocks, all_types if has_types else None) if all_blocks else []
-    out = []
-    for item, (start, n, row_order, inverse, known, keys, table) in zip(items, plan,
-                                                                         strict=True):
-        lg = np.concatenate(logits[start : start + n]) if n else np.zeros((0, adapter.num_labels))
-        restored = np.empty_like(lg)
-        restored[row_order] = lg
-        if known is not None:
-            assert keys is not None and table is not None
-            full = np.empty((len(known), adapter.num_labels), dtype=restored.dtype)
-            full[~known] = restored
-            new = np.flatnonzero(~known)
-            for j, row in zip(new, restored, strict=True):
-                table[keys[j]] = row
-            for j in np.flatnonzero(known):
-                full[j] = table[keys[j]]
-            restored = full
-        out.append(target_values(restored, item.targets, target_fn)[inverse])
-    return out
-
-
-def _delete_blocks(item: Prepared, masks: np.ndarray
-                   ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray | None]]]:
-    """Blocks for the deletion operator: rows grouped by the number of tokens they keep."""
-    enc = item.enc
-    tu = item.token_unit
-    has_unit = tu >= 0
-    keep = np.ones((masks.shape[0], len(enc)), dtype=bool)
-    keep[:, has_unit] = masks[:, tu[has_unit]]
-    counts = keep.sum(axis=1)
-    order = np.argsort(counts, kind="stable")
-    ids = np.broadcast_to(enc.ids, keep.shape)
-    types = None if enc.type_ids is None else np.broadcast_to(enc.type_ids, keep.shape)
-    blocks = []
-    for c in np.unique(counts):
-        rows = order[counts[order] == c]
-        sel = keep[rows]
-        blocks.append((ids[rows][sel].reshape(len(rows), c),
-                       None if types is None else types[rows][sel].reshape(len(rows), c)))
-    return order, blocks
 
 
 GROUP_ROWS = 65536  # model rows an explain call plans per group of items (see item_groups)

@@ -72,19 +72,3 @@ def shared_scores(*, enabled: bool = True) -> Iterator[ScoreCache | None]:
 def active() -> ScoreCache | None:
     """The cache of the innermost :func:`shared_scores` scope, if any."""
     return _ACTIVE.get()
-
-
-def mask_keys(masks: np.ndarray) -> list[bytes]:
-    """One hashable key per boolean mask row (its packed bits)."""
-    return [r.tobytes() for r in np.packbits(masks, axis=1)]
-
-
-def lookup(cache: ScoreCache, item: Any, operator: str, masks: np.ndarray
-           ) -> tuple[np.ndarray, list[bytes], dict[bytes, np.ndarray]]:
-    """Which rows of ``masks`` (distinct) the cache already holds for ``item``: a boolean
-    vector, the rows' keys, and the item's table (to read the known rows and add the new)."""
-    keys = mask_keys(masks)
-    table = cache.store(item, operator)
-    known = np.fromiter((k in table for k in keys), dtype=bool, count=len(keys))
-    cache.hits[id(item)] = cache.hits.get(id(item), 0) + int(known.sum())
-    return known, keys, table
