@@ -186,15 +186,17 @@ def sample_in_rounds(
             if len(st["sizes"]) == 1:  # one round only: no cache, one sort of the masks
                 new, where = unique_rows(m)
             else:
-                cache, rows, where = st["cache"], [], []
+                cache = st["cache"]
+                picked: list[int] = []
+                slot: list[int] = []
                 n0 = st["stored"]
                 for j, key in enumerate(mask_keys(m)):
                     at = cache.get(key)
                     if at is None:
-                        at = cache[key] = n0 + len(rows)
-                        rows.append(j)
-                    where.append(at)
-                new = m[rows]
+                        at = cache[key] = n0 + len(picked)
+                        picked.append(j)
+                    slot.append(at)
+                new, where = m[picked], np.asarray(slot, dtype=np.intp)
             drawn.append(m)
             slots.append(where)
             fresh.append(new)
@@ -205,14 +207,14 @@ def sample_in_rounds(
                            target_fn, operator=operator) if todo else []
         got = dict(zip([i for i, _ in todo], vals, strict=True))
         still = []
-        for i, m, k, rows in zip(active, drawn, slots, fresh, strict=True):
+        for i, m, k, new in zip(active, drawn, slots, fresh, strict=True):
             st = states[i]
-            if len(rows):
+            if len(new):
                 st["scored"].append(got[i])
             if len(st["scored"]) > 1:
                 st["scored"] = [np.vstack(st["scored"])]
             n_t = len(items[i].targets)
-            v = (st["scored"][0][np.asarray(k, dtype=np.intp)] if st["scored"]
+            v = (st["scored"][0][k] if st["scored"]
                  else np.zeros((0, n_t))).reshape(len(k), n_t)
             st["masks"].append(m)
             st["values"].append(v)
