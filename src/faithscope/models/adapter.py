@@ -230,22 +230,20 @@ class ModelAdapter(Chunked):
     def model_inputs(
         self, ids: list[np.ndarray], types: list[np.ndarray] | None
     ) -> dict[str, torch.Tensor]:
-        width = max(len(x) for x in ids)
-        pad = int(self.tokenizer.pad_token_id)
-        arr = np.full((len(ids), width), pad, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        for r, x in enumerate(ids):
-            arr[r, : len(x)] = x
-            mask[r, : len(x)] = 1
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        width = int(lengths.max())
+        real = np.arange(width)[None, :] < lengths[:, None]  # row-major: the rows' tokens
+        arr = np.full((len(ids), width), int(self.tokenizer.pad_token_id), dtype=np.int64)
+        arr[real] = np.concatenate(ids)
+        device = self.device
         out = {
-            "input_ids": torch.from_numpy(arr).to(self.device),
-            "attention_mask": torch.from_numpy(mask).to(self.device),
+            "input_ids": torch.from_numpy(arr).to(device),
+            "attention_mask": torch.from_numpy(real.astype(np.int64)).to(device),
         }
         if types is not None:
             tt = np.zeros((len(ids), width), dtype=np.int64)
-            for r, x in enumerate(types):
-                tt[r, : len(x)] = x
-            out["token_type_ids"] = torch.from_numpy(tt).to(self.device)
+            tt[real] = np.concatenate(types)
+            out["token_type_ids"] = torch.from_numpy(tt).to(device)
         return out
 
     def forward(self, inputs: dict[str, torch.Tensor], **kw: Any) -> Any:
@@ -352,8 +350,9 @@ class ModelAdapter(Chunked):
                 for s in range(n_steps)]
         lengths = np.array([len(encs[e]) for e, _, _ in rows], dtype=np.int64)
         hidden = weight.shape[1]
+        device = self.device
         grads = [torch.zeros((len(targets[e]), len(encs[e]), hidden), dtype=torch.float32,
-                             device=self.device) for e in range(len(encs))]
+                             device=device) for e in range(len(encs))]
         values = [np.zeros((len(targets[e]), n_steps), dtype=np.float32)
                   for e in range(len(encs))]
         base_ids = [self._baseline_ids(enc, baseline) for enc in encs]
@@ -361,7 +360,7 @@ class ModelAdapter(Chunked):
         def build(chosen: list[tuple[int, int, int]]) -> tuple[torch.Tensor, Any]:
             inputs, z = self._interpolate(encs, base_ids, baseline,
                                           [(e, alphas_t[s]) for e, _, s in chosen])
-            tidx = torch.tensor([targets[e][k] for e, k, _ in chosen], device=self.device)
+            tidx = torch.tensor([targets[e][k] for e, k, _ in chosen], device=device)
 
             def value_of(z_: torch.Tensor) -> torch.Tensor:
                 with self._embedding_override(z_):
@@ -441,19 +440,21 @@ class ModelAdapter(Chunked):
         # the embedding layer's output, not its weight rows: some layers scale them (Gemma's
         # embeddings are multiplied by sqrt(hidden)), and gradients are taken w.r.t. the output
         emb = self.model.get_input_embeddings()
+        device = self.device
+        cuts = np.cumsum([len(e) for e in encs])[:-1]
 
-        def look(ids: np.ndarray) -> np.ndarray:
+        def look(ids: list[np.ndarray]) -> list[np.ndarray]:  # one lookup for all encodings
             with torch.no_grad():
-                t = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=self.device)
+                t = torch.as_tensor(np.concatenate(ids).astype(np.int64), device=device)
                 out: np.ndarray = emb(t).float().cpu().numpy()
-            return out
+            return np.split(out, cuts)
 
-        xs = [look(e.ids) for e in encs]
+        xs = look([e.ids for e in encs]) if encs else []
         if baseline == "zero":
             bs = [np.where(e.special[:, None], x, 0.0).astype(np.float32)
                   for e, x in zip(encs, xs, strict=True)]
         else:
-            bs = [look(b) for b in base_ids]
+            bs = look(base_ids) if encs else []
         return xs, bs
 
     def attentions(self, encs: Sequence[Encoded]) -> list[np.ndarray]:

@@ -290,14 +290,23 @@ class Chunked:
             with torch.enable_grad():
                 val = value_of(z)
                 (g,) = torch.autograd.grad(val.sum(), z)
-            g = g.float()
             v = val.detach().float().cpu().numpy()
-            # in-place adds allocate nothing, so an OOM cannot strike half-way through them
-            for r, (e, k, s) in enumerate(chosen):
-                grads[e][k].add_(g[r, : grads[e].shape[1]].to(grads[e].dtype),
-                                 alpha=float(weights[s]))
+            # consecutive rows of one (example, target) are summed with their step weights
+            # first; the in-place adds after that allocate nothing, so an OOM cannot strike
+            # half-way through them
+            w = torch.tensor([weights[s] for _, _, s in chosen], dtype=torch.float32,
+                             device=g.device).view(-1, 1, 1)
+            weighted = g.float() * w
+            pairs = [(e, k) for e, k, _ in chosen]
+            starts = [r for r in range(len(pairs)) if r == 0 or pairs[r] != pairs[r - 1]]
+            sums = [weighted[a:b, : grads[pairs[a][0]].shape[1]].sum(0)
+                    for a, b in zip(starts, [*starts[1:], len(pairs)], strict=True)]
+            ends = [*starts[1:], len(pairs)]
+            for a, b, total in zip(starts, ends, sums, strict=True):
+                e, k = pairs[a]
+                grads[e][k].add_(total.to(grads[e].dtype))
                 if values is not None:
-                    values[e][k, s] = v[r]
+                    values[e][k, [s for _, _, s in chosen[a:b]]] = v[a:b]
             self.stats.backward_rows += len(idx)
 
         self.run_chunks(self.plan_chunks(lengths), run, lengths=lengths)
