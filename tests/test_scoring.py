@@ -155,3 +155,19 @@ def test_partition_bookkeeping_gives_exact_owen_values(bonus):
     np.testing.assert_allclose(phi, [0.5 + bonus / 2, -0.25 + bonus / 2, 0.125, 2.0],
                                atol=1e-12)
     assert phi.sum() == pytest.approx(game(np.ones((1, 4), bool))[0, 0])
+
+
+def test_buckets_cover_the_rows_and_bound_padding():
+    from faithscope.explainers import scoring
+
+    rng = np.random.default_rng(5)
+    lengths = np.sort(rng.integers(3, 300, size=2000))
+    ranges = scoring._buckets(lengths)
+    assert ranges[0][0] == 0 and ranges[-1][1] == len(lengths)
+    assert all(b == c for (_, b), (c, _) in zip(ranges[:-1], ranges[1:], strict=True))
+    for a, b in ranges:
+        assert lengths[b - 1] <= 2 * lengths[a]  # padding never above the real tokens
+        one_length = lengths[a] == lengths[b - 1]
+        assert one_length or (b - a) * lengths[b - 1] <= scoring.BUCKET_TOKENS
+    assert scoring._buckets(np.array([], dtype=int)) == []
+    assert scoring._buckets(np.array([5, 5, 6, 9])) == [(0, 4)]

@@ -91,7 +91,8 @@ def explain(
     and ``strict`` are for classifiers.
 
     ``reuse``: explainers of the call share scored masks (:mod:`~faithscope.explainers.reuse`:
-    a mask one explainer scored is not run again for the next; ``info["reused"]`` counts them).
+    a mask one explainer scored is not run again for the next; ``info["reused"]`` counts them;
+    with one explainer, not an ensemble, there is nothing to share and no scope is opened).
     """
     if isinstance(inputs, str | Example) or (  # one input; a (text, pair) tuple is one input
             isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], str)):
@@ -120,16 +121,20 @@ def explain(
     scores: list[list[np.ndarray]] = [[] for _ in exps]
     infos: list[list[dict[str, Any]]] = [[] for _ in exps]
     seconds = [0.0] * len(exps)
+    # masks are shared between explainers (or an ensemble's members); one explainer alone
+    # de-duplicates its own masks, and the scope's per-mask lookups would cost for nothing
+    share = reuse and (len(exps) > 1 or any(callable(getattr(e, "built", None)) for e in exps))
     for group in item_groups(exps, items, group_rows):
         # one scope per group: a mask one explainer scored is not run again for the next
-        with shared_scores(enabled=reuse) as cache:
+        with shared_scores(enabled=share) as cache:
             for k, exp in enumerate(exps):
                 t0 = time.perf_counter()
                 torch.manual_seed(seed)
                 before = [cache.reused(it) if cache else 0 for it in items[group]]
                 sc, inf = exp.attribute(model, items[group], fn)
                 scores[k] += list(sc)
-                infos[k] += [{**info, "reused": cache.reused(it) - b} if cache else info
+                infos[k] += [{**info, "reused": cache.reused(it) - b} if cache
+                             else {**info, "reused": 0} if reuse else info
                              for it, info, b in zip(items[group], inf, before, strict=True)]
                 seconds[k] += time.perf_counter() - t0
     results: list[list[Explanation]] = [[] for _ in items]

@@ -169,6 +169,10 @@ class _State:
 
     def as_matrix(self, masks: list[int]) -> np.ndarray:
         """Boolean rows (True = present) of integer masks."""
+        if self.d <= 64:
+            words = np.array(masks, dtype=np.uint64)
+            return ((words[:, None] >> np.arange(self.d, dtype=np.uint64)) & np.uint64(1)) \
+                .astype(bool).reshape(len(masks), self.d)
         nb = (self.d + 7) // 8
         raw = np.frombuffer(b"".join(m.to_bytes(nb, "little") for m in masks), dtype=np.uint8)
         bits = np.unpackbits(raw.reshape(len(masks), nb), axis=1, bitorder="little")

@@ -204,27 +204,61 @@ def _recall(items: Sequence[Any], operator: str, words: np.ndarray, uniq: np.nda
     return known, keys, tables
 
 
+BUCKET_TOKENS = 1 << 22  # a bucket of rows padded to its longest: at most this many tokens
+
+
+def _buckets(lengths: np.ndarray) -> list[tuple[int, int]]:
+    """Ranges of rows (``lengths`` ascending) built together, padded to their longest: a range
+    closes before a length above twice its first, or before it would hold more than
+    :data:`BUCKET_TOKENS` padded tokens; so the padding built (then cut off) never exceeds
+    the real tokens and memory stays bounded, while a call has few ranges, not one per
+    length."""
+    values, starts = np.unique(lengths, return_index=True)
+    ends = [*starts[1:].tolist(), len(lengths)]
+    out, a = [], 0
+    for length, start, end in zip(values.tolist(), starts.tolist(), ends, strict=True):
+        if start > a and (length > 2 * int(lengths[a]) or (end - a) * length > BUCKET_TOKENS):
+            out.append((a, start))
+            a = start
+    return [*out, (a, len(lengths))] if len(lengths) else out
+
+
+def _padded(arrays: list[np.ndarray], width: int, fill: int) -> np.ndarray:
+    """Rows of different lengths in one matrix, right-padded with ``fill``."""
+    lens = np.array([len(x) for x in arrays], dtype=np.intp)
+    out = np.full((len(arrays), width), fill, dtype=np.int64)
+    out[np.arange(width)[None, :] < lens[:, None]] = np.concatenate(arrays)
+    return out
+
+
 def _replace_blocks(items: Sequence[Any], wide: np.ndarray, uniq: np.ndarray,
                     u_owner: np.ndarray, todo: np.ndarray, replacement: int
                     ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray | None]]]:
-    """One block per input length: each token reads its unit's column of the mask, a removed
-    token becomes ``replacement``. Returns the distinct-mask index of each block row, in
+    """Token ids of the masks to run: each token reads its unit's column of the mask (tokens
+    of no unit, -1, the always-present last column), a removed token becomes
+    ``replacement``. Rows are built per bucket of similar lengths (:func:`_buckets`), then cut
+    into one block per exact length. Returns the distinct-mask index of each block row, in
     block order, and the (ids, segment ids) blocks."""
     lengths = np.array([len(it.enc) for it in items], dtype=np.intp)
     row_len = lengths[u_owner[todo]]
-    order = todo[np.argsort(row_len, kind="stable")]
-    blocks = []
-    for length in np.unique(row_len).tolist():
-        rows = order[lengths[u_owner[order]] == length]
-        members = np.unique(u_owner[rows])
-        local = np.searchsorted(members, u_owner[rows])
+    srt = np.argsort(row_len, kind="stable")
+    order, sl = todo[srt], row_len[srt]
+    blocks: list[tuple[np.ndarray, np.ndarray | None]] = []
+    for a, b in _buckets(sl):
+        rows = order[a:b]
+        members, local = np.unique(u_owner[rows], return_inverse=True)
         group = [items[i] for i in members.tolist()]
-        token_unit = np.stack([it.token_unit for it in group])[local]
-        ids = np.stack([it.enc.ids for it in group])[local]
+        width = int(sl[b - 1])
+        token_unit = _padded([it.token_unit for it in group], width, -1)[local]
         present = np.take_along_axis(wide[uniq[rows]], token_unit, axis=1)
-        type_ids = (None if any(it.enc.type_ids is None for it in group)
-                    else np.stack([it.enc.type_ids for it in group])[local])
-        blocks.append((np.where(present, ids, np.int64(replacement)), type_ids))
+        ids = np.where(present, _padded([it.enc.ids for it in group], width, 0)[local],
+                       np.int64(replacement))
+        types = (None if any(it.enc.type_ids is None for it in group)
+                 else _padded([it.enc.type_ids for it in group], width, 0)[local])
+        cuts = [0, *(np.flatnonzero(np.diff(sl[a:b])) + 1).tolist(), b - a]
+        for c, d in zip(cuts[:-1], cuts[1:], strict=True):
+            n = int(sl[a + c])
+            blocks.append((ids[c:d, :n], None if types is None else types[c:d, :n]))
     return order, blocks
 
 
