@@ -213,6 +213,8 @@ def _buckets(lengths: np.ndarray) -> list[tuple[int, int]]:
     :data:`BUCKET_TOKENS` padded tokens; so the padding built (then cut off) never exceeds
     the real tokens and memory stays bounded, while a call has few ranges, not one per
     length."""
+    if not len(lengths):
+        return []
     values, starts = np.unique(lengths, return_index=True)
     ends = [*starts[1:].tolist(), len(lengths)]
     out, a = [], 0
@@ -220,7 +222,7 @@ def _buckets(lengths: np.ndarray) -> list[tuple[int, int]]:
         if start > a and (length > 2 * int(lengths[a]) or (end - a) * length > BUCKET_TOKENS):
             out.append((a, start))
             a = start
-    return [*out, (a, len(lengths))] if len(lengths) else out
+    return [*out, (a, len(lengths))]
 
 
 def _padded(arrays: list[np.ndarray], width: int, fill: int) -> np.ndarray:
