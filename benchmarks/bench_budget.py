@@ -41,7 +41,7 @@ from faithscope.explainers.adaptive import AUTO_VERSION
 from faithscope.metrics.stats import bootstrap_ci
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_explainers import dev_data, train_data  # noqa: E402
+from bench_explainers import dev_data, fine_tuned  # noqa: E402
 
 EXPLAINERS = ("lime", "kernel_shap")
 
@@ -91,27 +91,30 @@ def main() -> int:
     ap.add_argument("--confidence", type=float, nargs="*", default=[None],
                     help="auto settings to try, crossed with --tolerance")
     ap.add_argument("--cache", default=str(Path(__file__).parent / ".cache" / "budget"))
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--checkpoint", help="a fine-tuned SST-2 classifier (folder) to use "
+                    "instead of fine-tuning MiniLM-L6 here")
     args = ap.parse_args()
     import torch
 
-    from faithscope.demo import default_encoder
-    from faithscope.models.finetune import Recipe, finetune
-
     torch.manual_seed(0)
-    model, info = finetune(default_encoder(), train_data(), recipe=Recipe(epochs=1),
-                           device="cpu")
+    device = fs.models.resolve_device(args.device)
+    model, info = fine_tuned(device, args.dtype, args.checkpoint)
     dev = dev_data(args.n)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    base = {"n": args.n, "model": info["path"].split("/")[-1]}
+    base = {"n": args.n, "model": Path(info["path"]).name}
+    if device.type != "cpu" or args.dtype != "float32":  # other numbers: other cache entries
+        base.update(device=device.type, dtype=args.dtype)
     rnd, _ = cached(cache, {**base, "explainer": "random"},
                     lambda: fs.explain(model, dev, ["random"]))
     labels = np.array([ex.label for ex in dev])
     acc = float(np.mean([e.predicted == y for e, y in zip(rnd, labels, strict=True)]))
     print(f"# {len(dev)} SST-2 dev sentences, {info['model_id']} fine-tuned: accuracy {acc:.3f} "
           f"(majority {max(np.mean(labels == 0), np.mean(labels == 1)):.3f}); reference: "
-          f"{args.reference} samples, seed 1; estimates: seed 0; torch threads "
-          f"{torch.get_num_threads()}", flush=True)
+          f"{args.reference} samples, seed 1; estimates: seed 0; device {device} "
+          f"{args.dtype}; torch threads {torch.get_num_threads()}", flush=True)
     m, lo, hi = aopc(model, rnd)
     print(f"budget random aopc={m:.3f} [{lo:.3f},{hi:.3f}]", flush=True)
     for name in args.explainers:

@@ -178,18 +178,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.manual_seed(0)
     device = fs.models.resolve_device(args.device)
-    if args.checkpoint:
-        adapter = fs.load_model(args.checkpoint, device=str(device), dtype=args.dtype,
-                                require_head=True)
-        info = {"model_id": adapter.model_id, "path": args.checkpoint}
-    else:  # fine-tuned on the GPU when there is one (seconds), cached either way
-        t0 = time.perf_counter()
-        adapter, info = finetune(default_encoder(), train_data(), recipe=Recipe(epochs=1),
-                                 device="cuda" if device.type == "cuda" else "cpu")
-        print(f"# fine-tuned (or loaded from the cache) in {time.perf_counter() - t0:.0f} s",
-              flush=True)
-    if not args.checkpoint and (device.type == "cuda" or args.dtype != "float32"):
-        adapter = fs.load_model(info["path"], device=str(device), dtype=args.dtype)
+    adapter, info = fine_tuned(device, args.dtype, args.checkpoint)
     if args.max_batch_size:
         adapter.max_batch_size = adapter._batch = args.max_batch_size
     print(f"# device={device} dtype={args.dtype} torch={torch.__version__} "
@@ -262,6 +251,25 @@ def main() -> int:
     if args.all_dev:
         all_dev(adapter, dev_data(args.all_dev), limits)
     return 0
+
+
+def fine_tuned(device: torch.device, dtype: str, checkpoint: str | None
+               ) -> tuple[fs.ModelAdapter, dict]:
+    """The benchmarks' model: ``checkpoint`` (a fine-tuned SST-2 classifier folder), or
+    MiniLM-L6 fine-tuned here on the SST-2 training sentences (1 epoch; on the GPU when there
+    is one, seconds; cached either way), on ``device`` in ``dtype``. Returns the adapter and
+    the fine-tuning info (``model_id``, ``path``)."""
+    if checkpoint:
+        adapter = fs.load_model(checkpoint, device=str(device), dtype=dtype, require_head=True)
+        return adapter, {"model_id": adapter.model_id, "path": checkpoint}
+    t0 = time.perf_counter()
+    adapter, info = finetune(default_encoder(), train_data(), recipe=Recipe(epochs=1),
+                             device="cuda" if device.type == "cuda" else "cpu")
+    print(f"# fine-tuned (or loaded from the cache) in {time.perf_counter() - t0:.0f} s",
+          flush=True)
+    if device.type == "cuda" or dtype != "float32":
+        adapter = fs.load_model(info["path"], device=str(device), dtype=dtype)
+    return adapter, info
 
 
 def all_dev(adapter: fs.ModelAdapter, data: list[fs.Example], limits: dict[bool, Limit]
