@@ -225,10 +225,11 @@ def _buckets(lengths: np.ndarray) -> list[tuple[int, int]]:
     return [*out, (a, len(lengths))]
 
 
-def _padded(arrays: list[np.ndarray], width: int, fill: int) -> np.ndarray:
+def _padded(arrays: list[np.ndarray], width: int, fill: int, dtype: type = np.int64
+            ) -> np.ndarray:
     """Rows of different lengths in one matrix, right-padded with ``fill``."""
     lens = np.array([len(x) for x in arrays], dtype=np.intp)
-    out = np.full((len(arrays), width), fill, dtype=np.int64)
+    out = np.full((len(arrays), width), fill, dtype=dtype)
     out[np.arange(width)[None, :] < lens[:, None]] = np.concatenate(arrays)
     return out
 
@@ -251,10 +252,11 @@ def _replace_blocks(items: Sequence[Any], wide: np.ndarray, uniq: np.ndarray,
         members, local = np.unique(u_owner[rows], return_inverse=True)
         group = [items[i] for i in members.tolist()]
         width = int(sl[b - 1])
-        token_unit = _padded([it.token_unit for it in group], width, -1)[local]
-        present = np.take_along_axis(wide[uniq[rows]], token_unit, axis=1)
-        ids = np.where(present, _padded([it.enc.ids for it in group], width, 0)[local],
-                       np.int64(replacement))
+        token_unit = _padded([it.token_unit for it in group], width, -1, np.int32)[local]
+        removed = ~np.take_along_axis(wide[uniq[rows]], token_unit, axis=1)
+        del token_unit
+        ids = _padded([it.enc.ids for it in group], width, 0)[local]  # a fresh copy
+        ids[removed] = replacement
         types = (None if any(it.enc.type_ids is None for it in group)
                  else _padded([it.enc.type_ids for it in group], width, 0)[local])
         cuts = [0, *(np.flatnonzero(np.diff(sl[a:b])) + 1).tolist(), b - a]
