@@ -229,7 +229,7 @@ def _padded(arrays: list[np.ndarray], width: int, fill: int, dtype: type = np.in
             ) -> np.ndarray:
     """Rows of different lengths in one matrix, right-padded with ``fill``."""
     lens = np.array([len(x) for x in arrays], dtype=np.intp)
-    out = np.full((len(arrays), width), fill, dtype=dtype)
+    out: np.ndarray = np.full((len(arrays), width), fill, dtype=dtype)
     out[np.arange(width)[None, :] < lens[:, None]] = np.concatenate(arrays)
     return out
 
