@@ -169,7 +169,7 @@ def sample_in_rounds(
     states = [{**fixed_state(it, salt, 1),
                "sizes": round_sizes(budget(it) if callable(budget) else budget, first(it), cap),
                "masks": [], "values": [], "forwards": 0, "drawn": 0, "cache": {},
-               "stored": 0, "scored": [],
+               "scored": [],
                "auto": budget == AUTO}
               for it in items]
     results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(items)
@@ -189,11 +189,10 @@ def sample_in_rounds(
                 cache = st["cache"]
                 picked: list[int] = []
                 slot: list[int] = []
-                n0 = st["stored"]
                 for j, key in enumerate(mask_keys(m)):
                     at = cache.get(key)
-                    if at is None:
-                        at = cache[key] = n0 + len(picked)
+                    if at is None:  # a new mask: the next row of the scored values
+                        at = cache[key] = len(cache)
                         picked.append(j)
                     slot.append(at)
                 new, where = m[picked], np.asarray(slot, dtype=np.intp)
@@ -201,7 +200,6 @@ def sample_in_rounds(
             slots.append(where)
             fresh.append(new)
             st["forwards"] += len(new)
-            st["stored"] += len(new)
         todo = [(i, new) for i, new in zip(active, fresh, strict=True) if len(new)]
         vals = score_masks(adapter, [items[i] for i, _ in todo], [m for _, m in todo],
                            target_fn, operator=operator) if todo else []

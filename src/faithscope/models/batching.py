@@ -299,9 +299,9 @@ class Chunked:
             weighted = g.float() * w
             pairs = [(e, k) for e, k, _ in chosen]
             starts = [r for r in range(len(pairs)) if r == 0 or pairs[r] != pairs[r - 1]]
-            sums = [weighted[a:b, : grads[pairs[a][0]].shape[1]].sum(0)
-                    for a, b in zip(starts, [*starts[1:], len(pairs)], strict=True)]
             ends = [*starts[1:], len(pairs)]
+            sums = [weighted[a:b, : grads[pairs[a][0]].shape[1]].sum(0)
+                    for a, b in zip(starts, ends, strict=True)]
             for a, b, total in zip(starts, ends, sums, strict=True):
                 e, k = pairs[a]
                 grads[e][k].add_(total.to(grads[e].dtype))
