@@ -138,14 +138,17 @@ def explain(
                              for it, info, b in zip(items[group], inf, before, strict=True)]
                 seconds[k] += time.perf_counter() - t0
     results: list[list[Explanation]] = [[] for _ in items]
+    labels = model.labels
+    probs = {id(it): p for it, p in zip(items, softmax(np.stack([it.logits for it in items]))
+                                        .astype(np.float32), strict=True)} if items else {}
     for k, exp in enumerate(exps):
         made = explanations_of(
             exp, model, items, scores[k], infos[k], runtime_s=seconds[k] / max(len(items), 1),
             seed=seed,
             fields=lambda it: dict(
                 example_id=it.example_id, text=it.enc.text, pair=it.enc.pair, units=it.units,
-                targets=it.targets, target_labels=tuple(model.labels[t] for t in it.targets),
-                probs=softmax(it.logits).astype(np.float32)),
+                targets=it.targets, target_labels=tuple(labels[t] for t in it.targets),
+                probs=probs[id(it)]),
             granularity=granularity, target_fn=target_fn, model_id=model.model_id,
             model_revision=model.revision)
         for j, e in enumerate(made):

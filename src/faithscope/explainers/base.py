@@ -12,6 +12,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from itertools import chain
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -76,9 +77,13 @@ def example_rng(seed: int, example_id: str, salt: str = "") -> np.random.Generat
 
 
 def token_unit_index(units: Sequence[Unit], n_tokens: int) -> np.ndarray:
+    """Each token position's unit index, -1 for tokens in no unit (units never overlap)."""
     out = np.full(n_tokens, -1, dtype=np.int64)
-    for k, u in enumerate(units):
-        out[list(u.tokens)] = k
+    lens = [len(u.tokens) for u in units]
+    total = sum(lens)
+    if total:
+        pos = np.fromiter(chain.from_iterable(u.tokens for u in units), np.int64, total)
+        out[pos] = np.repeat(np.arange(len(units)), lens)
     return out
 
 
@@ -257,13 +262,14 @@ def explanations_of(exp: Explainer, model: Any, items: Sequence[Any],
     from ..provenance import versions
 
     ver = versions()
+    used_params = exp.params() if params is None else params
     out = []
     for it, sc, info in zip(items, scores, infos, strict=True):
         info = dict(info)
         se = info.pop("se", None)
         out.append(Explanation(
             **fields(it), scores=np.asarray(sc, dtype=np.float32), explainer=exp.name,
-            params=dict(exp.params() if params is None else params), seed=seed,
+            params=dict(used_params), seed=seed,
             runtime_s=runtime_s, info={**info, **({"operator": used} if used else {})},
             versions=ver, binary=type(exp).binary,
             errors=None if se is None else np.asarray(se, dtype=np.float32), **common))

@@ -50,11 +50,13 @@ def _as_example(x: InputLike, i: int) -> Example:
     raise InputError(f"cannot explain an input of type {type(x).__name__}")
 
 
-def resolve_targets(adapter: ModelAdapter, target: Any, logits: np.ndarray) -> tuple[int, ...]:
-    """``None``/"predicted" -> argmax; "all" -> every class; int, label name, or a list."""
-    n = adapter.num_labels
+def resolve_targets(adapter: ModelAdapter, target: Any, logits: np.ndarray, *,
+                    num_labels: int | None = None) -> tuple[int, ...]:
+    """``None``/"predicted" -> argmax; "all" -> every class; int, label name, or a list.
+    ``num_labels``: the adapter's, when the caller already has it."""
     if target is None or target == "predicted":
         return (int(np.argmax(logits)),)
+    n = adapter.num_labels if num_labels is None else num_labels
     if target == "all":
         return tuple(range(n))
     items = target if isinstance(target, list | tuple) else [target]
@@ -90,11 +92,13 @@ def prepare(
     logits = adapter.logits([e.ids[None, :] for e in encs],
                             None if not encs or encs[0].type_ids is None
                             else [e.type_ids[None, :] for e in encs])  # type: ignore[index]
+    n_labels = adapter.num_labels
     out = []
     for ex, enc, lg in zip(examples, encs, logits, strict=True):
         units = build_units(ex.text, ex.pair, enc.offsets, enc.sequence_ids, granularity,
                             truncated=enc.truncated)
         out.append(Prepared(example_id=ex.id, enc=enc, units=units,
-                            targets=resolve_targets(adapter, target, lg[0]), logits=lg[0],
-                            seed=seed, token_unit=token_unit_index(units, len(enc))))
+                            targets=resolve_targets(adapter, target, lg[0], num_labels=n_labels),
+                            logits=lg[0], seed=seed,
+                            token_unit=token_unit_index(units, len(enc))))
     return out

@@ -222,7 +222,7 @@ class ModelAdapter(Chunked):
             out.append(Encoded(
                 text=text, pair=pair, ids=np.asarray(e.ids, dtype=np.int64),
                 type_ids=np.asarray(e.type_ids, dtype=np.int64) if types else None,
-                offsets=tuple((int(a), int(b)) for a, b in e.offsets),
+                offsets=tuple(e.offsets),
                 sequence_ids=tuple(e.sequence_ids), truncated=False))
         return out
 
