@@ -260,6 +260,14 @@ def test_kernel_shap_rank_helper():
     full, w_full = KernelShap(n_samples=6).coalitions(make_item(3))  # enumerated
     assert perturbation.constrained_rank(full, w_full) == 2
     assert perturbation.constrained_rank(np.zeros((0, 1), bool), np.zeros(0)) == 0
+    # the rank from the normal matrix is the weighted design's own (SVD of X sqrt(w)), on
+    # designs from underdetermined to full
+    for n in (8, 12, 16, 20, 22, 30, 400):
+        for item in (make_item(12), make_item(5)):
+            Z, w = KernelShap(n_samples=n).coalitions(item)
+            Zf = Z.astype(float)
+            X = (Zf[:, :-1] - Zf[:, -1:]) * np.sqrt(w)[:, None]
+            assert perturbation.constrained_rank(Z, w) == np.linalg.matrix_rank(X), (n, item)
 
 
 # ------------------------------------------------------------------------------------ LIME

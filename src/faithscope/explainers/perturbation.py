@@ -227,18 +227,24 @@ def constrained_wls(Z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndarr
     return np.vstack([head, last]).T
 
 
+RANK_RTOL = 1e-10  # eigenvalues of the normal matrix below this share of the largest are 0
+
+
 def constrained_rank(Z: np.ndarray, w: np.ndarray) -> int:
     """Rank of the weighted design that :func:`constrained_wls` solves (``d - 1`` columns once
     the efficiency constraint has eliminated the last unit). Below ``d - 1`` the regression is
     underdetermined: the solution is the minimum-norm one and the last unit takes the remainder.
     A coalition and its complement give opposite rows, so paired samples add one direction per
-    pair."""
+    pair. Computed from the (d - 1) x (d - 1) normal matrix ``X' W X`` (the same rank for
+    positive weights): its eigenvalues below ``1e-10`` of the largest count as zero, i.e. a
+    weighted design with condition number above 1e5 counts as rank-deficient."""
     d = Z.shape[1]
     if d <= 1 or not len(Z):
         return 0
     Zf = np.asarray(Z, dtype=np.float64)
-    X = (Zf[:, :-1] - Zf[:, -1:]) * np.sqrt(w)[:, None]
-    return int(np.linalg.matrix_rank(X))
+    X = Zf[:, :-1] - Zf[:, -1:]
+    ev = np.linalg.eigvalsh((X * np.asarray(w, dtype=np.float64)[:, None]).T @ X)
+    return int((ev > RANK_RTOL * max(float(ev.max()), 0.0)).sum()) if ev.max() > 0 else 0
 
 
 @explainers.register("kernel_shap")
