@@ -7,8 +7,9 @@ from .gradient import Gradient, GradientXInput, IntegratedGradients
 from .lrp import LRP
 from .mexgen import MExGenCLIME, MExGenLOO, MExGenLSHAP
 from .partition import PartitionShap, cluster_units
-from .perturbation import KernelShap, LeaveOneOut, Lime, RandomExplainer, ShapleySampling
+from .perturbation import KernelShap, LeaveOneOut, Lime, RandomExplainer
 from .self_explain import SelfExplanation, parse_word_list
+from .shapley_sampling import ShapleySampling
 
 __all__ = [
     "OPERATORS", "Attention", "AttentionRollout", "Ensemble", "EnsembleAll", "EnsembleTop3",

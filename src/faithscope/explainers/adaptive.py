@@ -57,6 +57,8 @@ AUTO_VERSION = 5
 Draw = Callable[[Prepared, dict[str, Any], int], np.ndarray]
 Fit = Callable[[Prepared, dict[str, Any], np.ndarray, np.ndarray],
                tuple[np.ndarray, np.ndarray]]
+FitMany = Callable[[Sequence[Prepared], Sequence[dict[str, Any]], Sequence[np.ndarray],
+                    Sequence[np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,6 +159,7 @@ def sample_in_rounds(
     salt: str, budget: int | str | Callable[[Prepared], int], cap: int,
     draw: Draw, fit: Fit, precision: Adaptive,
     first: Callable[[Prepared], int] = lambda it: max(64, 4 * (it.n_units + 1)),
+    fit_many: FitMany | None = None,
 ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
     """Drive ``draw``/``fit`` over rounds (see the module docstring). Returns per example the
     estimate (targets x units) and an info dict: ``forwards`` (distinct masks scored: a mask
@@ -165,7 +168,9 @@ def sample_in_rounds(
     it enumerated), ``rounds``, ``resolved`` (auto: whether the stopping rule held, rather than
     the cap) and ``se`` (per-unit standard errors). ``first``: an example's first auto round
     (default 64 samples, or 4 per unit and one more). A fixed ``budget`` may depend on the
-    example (a function of it: e.g. C-LIME's ``oversampling x units``)."""
+    example (a function of it: e.g. C-LIME's ``oversampling x units``). ``fit_many``: ``fit``
+    of all examples of a round at once (lists of items, states, masks and values; the same
+    results), e.g. batched regressions (:mod:`.fits`)."""
     states = [{**fixed_state(it, salt, 1),
                "sizes": round_sizes(budget(it) if callable(budget) else budget, first(it), cap),
                "masks": [], "values": [], "forwards": 0, "drawn": 0, "cache": {},
@@ -204,7 +209,6 @@ def sample_in_rounds(
         vals = score_masks(adapter, [items[i] for i, _ in todo], [m for _, m in todo],
                            target_fn, operator=operator) if todo else []
         got = dict(zip([i for i, _ in todo], vals, strict=True))
-        still = []
         for i, m, k, new in zip(active, drawn, slots, fresh, strict=True):
             st = states[i]
             if len(new):
@@ -217,9 +221,17 @@ def sample_in_rounds(
             st["masks"].append(m)
             st["values"].append(v)
             st["round"] += 1
-            phi, se = fit(items[i], st, np.vstack(st["masks"]), np.vstack(st["values"]))
+        args = ([items[i] for i in active], [states[i] for i in active],
+                [np.vstack(states[i]["masks"]) for i in active],
+                [np.vstack(states[i]["values"]) for i in active])
+        fitted = fit_many(*args) if fit_many is not None else \
+            [fit(*one) for one in zip(*args, strict=True)]
+        still = []
+        for i, (phi, se) in zip(active, fitted, strict=True):
+            st = states[i]
             results[i] = (phi, se)
-            st["resolved"] = bool(ranking_resolved(
+            # the stopping rule matters (and is recorded) in auto mode only
+            st["resolved"] = auto and bool(ranking_resolved(
                 phi, se, tolerance=precision.tolerance, confidence=precision.confidence,
                 top_k=precision.top_k))
             if auto and st["round"] < len(st["sizes"]) and not st["resolved"] \

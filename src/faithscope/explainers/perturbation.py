@@ -1,10 +1,12 @@
-"""Perturbation explainers: random baseline, leave-one-out, LIME, KernelSHAP, Shapley sampling.
+"""Perturbation explainers: random baseline, leave-one-out, LIME, KernelSHAP (Shapley sampling
+is in :mod:`.shapley_sampling`).
 
 Each kernel writes unit masks for every example, scores all of them in one virtual batch with
-:func:`~faithscope.explainers.base.score_masks`, then fits its per-example estimator.
+:func:`~faithscope.explainers.base.score_masks`, then fits its estimator: LIME's and
+KernelSHAP's regressions for all examples of a round at once (:mod:`.fits`).
 
-References: Ribeiro et al. 2016 (LIME); Lundberg & Lee 2017 (KernelSHAP); Strumbelj &
-Kononenko 2014 and Castro et al. 2009 (permutation sampling); Li et al. 2016 (leave-one-out).
+References: Ribeiro et al. 2016 (LIME); Lundberg & Lee 2017 (KernelSHAP); Li et al. 2016
+(leave-one-out).
 
 Example
 -------
@@ -17,7 +19,6 @@ Example
 
 from __future__ import annotations
 
-import itertools
 import math
 import warnings
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ from .adaptive import (
     sample_in_rounds,
 )
 from .base import Explainer, Prepared, full_masks, score_masks
+from .fits import constrained_many, ridge_many, shape_groups
 
 Result = tuple[list[np.ndarray], list[dict[str, Any]]]
 
@@ -182,15 +184,37 @@ class Lime(Adaptive, Explainer):
             coef, _ = weighted_ridge(X, y, w, self.alpha)
             return coef, np.zeros_like(coef)
         X = masks.astype(np.float64)
-        w = lime_kernel(masks, self.kernel_width)
-        if st.get("auto") and it.n_units:
-            # k was drawn with probability w(k) / W instead of 1 / d: weight w(k) p(k) / q(k)
-            # = W / d for every sample (the unperturbed input keeps its weight 1), the same
-            # objective in expectation with no samples of negligible weight
-            ws = self.size_weights(it.n_units)
-            w = np.where(masks.all(axis=1), 1.0, ws.sum() / it.n_units)
+        w = self.sample_weights(it, st, masks)
         coef, intercept = weighted_ridge(X, y, w, self.alpha)
         return coef, ridge_se(X, y, w, self.alpha, coef, intercept)
+
+    def sample_weights(self, it: Prepared, st: dict[str, Any], masks: np.ndarray
+                       ) -> np.ndarray:
+        """The regression weight of each sampled mask: LIME's kernel, or in auto mode (k drawn
+        with probability w(k) / W instead of 1 / d) ``w(k) p(k) / q(k) = W / d`` for every
+        sample, the unperturbed input keeping its weight 1: the same objective in expectation
+        with no samples of negligible weight."""
+        if st.get("auto") and it.n_units:
+            ws = self.size_weights(it.n_units)
+            return np.where(masks.all(axis=1), 1.0, ws.sum() / it.n_units)
+        return lime_kernel(masks, self.kernel_width)
+
+    def fit_many(self, items: Sequence[Prepared], states: Sequence[dict[str, Any]],
+                 masks: Sequence[np.ndarray], values: Sequence[np.ndarray]
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`fit` of a round's examples: sampled ones of the same shape in one batched
+        regression (:func:`.fits.ridge_many`), enumerated ones alone."""
+        out: list[Any] = [None] * len(items)
+        keys = [None if st.get("exact") or not it.n_units else (*m.shape, v.shape[1])
+                for it, st, m, v in zip(items, states, masks, values, strict=True)]
+        for idx in shape_groups(keys, lambda i: masks[i].size):
+            w = np.stack([self.sample_weights(items[i], states[i], masks[i]) for i in idx])
+            coef, _, se = ridge_many(np.stack([masks[i] for i in idx]).astype(np.float64),
+                                     np.stack([values[i] for i in idx]), w, self.alpha)
+            for j, i in enumerate(idx):
+                out[i] = (coef[j], se[j])
+        return [self.fit(items[i], states[i], masks[i], values[i]) if r is None else r
+                for i, r in enumerate(out)]
 
     def sample(self, it: Prepared) -> np.ndarray:
         """The masks of a fixed budget (one round), as :meth:`attribute` draws them."""
@@ -200,7 +224,8 @@ class Lime(Adaptive, Explainer):
                   target_fn: TargetFn) -> Result:
         return sample_in_rounds(
             adapter, items, target_fn, operator=self.mask, salt="lime", budget=self.n_samples,
-            cap=self.max_samples, draw=self.draw, fit=self.fit, precision=self)
+            cap=self.max_samples, draw=self.draw, fit=self.fit, fit_many=self.fit_many,
+            precision=self)
 
 
 def shapley_kernel_weight(d: int, s: np.ndarray) -> np.ndarray:
@@ -350,12 +375,38 @@ class KernelShap(Adaptive, Explainer):
         st["info"] = {"rank": rank, "underdetermined": rank < d - 1}
         return phi, se
 
+    def fit_many(self, items: Sequence[Prepared], states: Sequence[dict[str, Any]],
+                 masks: Sequence[np.ndarray], values: Sequence[np.ndarray]
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`fit` of a round's examples: sampled ones of the same shape in one batched
+        regression (:func:`.fits.constrained_many`); enumerated ones, and any whose design is
+        below full rank (its minimum-norm solution), alone."""
+        out: list[Any] = [None] * len(items)
+        keys = [None if st.get("exact") or it.n_units <= 1
+                else (*m.shape, v.shape[1], st.get("n_enum", 0))
+                for it, st, m, v in zip(items, states, masks, values, strict=True)]
+        for idx in shape_groups(keys, lambda i: masks[i].size):
+            d, k = items[idx[0]].n_units, states[idx[0]].get("n_enum", 0)
+            n = len(masks[idx[0]]) - 2
+            w = self.stratum_weights(d, k, n - k) if k else np.ones(n)
+            v = np.stack([values[i] for i in idx])
+            phi, se, rank = constrained_many(
+                np.stack([masks[i][2:] for i in idx]).astype(np.float64), v[:, 2:] - v[:, 1:2],
+                np.broadcast_to(w, (len(idx), n)), v[:, 0] - v[:, 1], n_fixed=k,
+                rank_rtol=RANK_RTOL)
+            for j, i in enumerate(idx):
+                if rank[j] == d - 1:
+                    states[i]["info"] = {"rank": int(rank[j]), "underdetermined": False}
+                    out[i] = (phi[j], se[j])
+        return [self.fit(items[i], states[i], masks[i], values[i]) if r is None else r
+                for i, r in enumerate(out)]
+
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
         out, info = sample_in_rounds(
             adapter, items, target_fn, operator=self.mask, salt="kernel_shap",
             budget=self.n_samples, cap=self.max_samples, draw=self.draw, fit=self.fit,
-            precision=self)
+            fit_many=self.fit_many, precision=self)
         self._warn_underdetermined(items, info)
         return out, info
 
@@ -373,78 +424,3 @@ class KernelShap(Adaptive, Explainer):
             f"a minimum-norm solution in which the last unit absorbs the remainder. Use a larger "
             f"budget: n_samples >= {2 * (d - 1)} at the very least (paired sampling), several "
             f"times that for a stable estimate.", UserWarning, stacklevel=2)
-
-
-@explainers.register("shapley_sampling")
-@dataclass(frozen=True, kw_only=True)
-class ShapleySampling(Adaptive, Explainer):
-    """Shapley values by permutation sampling with antithetic (reversed) permutations.
-
-    When ``d! <= n_permutations`` all permutations are enumerated: the values are exact.
-    Standard errors: the standard deviation of the antithetic pairs' mean contributions over
-    the square root of the number of pairs. ``n_permutations="auto"`` adds pairs in rounds
-    until the ranking is resolved (``max_samples`` caps the permutations; :mod:`.adaptive`).
-    """
-
-    stochastic = True
-    budget_field = "n_permutations"
-    n_permutations: int | str = 50
-    max_samples: int = 200
-    mask: str = "mask"
-
-    def validate(self) -> None:
-        super().validate()
-        self.validate_precision(self.name, self.n_permutations)
-
-    def permutations(self, it: Prepared, st: dict[str, Any] | None = None,
-                     n: int | None = None) -> np.ndarray:
-        """``n`` permutations (pairs of a permutation and its reverse on consecutive rows), or
-        all ``d!`` once the example's total budget reaches it; without ``st``, those of a fixed
-        budget."""
-        if st is None:
-            st = fixed_state(it, "shapley_sampling", self.n_permutations)
-            n = int(self.n_permutations)
-        assert n is not None
-        d = it.n_units
-        if math.factorial(d) <= sum(st["sizes"][: st["round"] + 1]):
-            st["exact"] = True
-            st["drew"] = math.factorial(d)
-            return np.array(list(itertools.permutations(range(d))), dtype=np.int64).reshape(-1, d)
-        half = max(1, n // 2)
-        perms = np.argsort(st["rng"].random((half, d)), axis=1)
-        st["drew"] = 2 * half
-        return np.stack([perms, perms[:, ::-1]], axis=1).reshape(-1, d)
-
-    def draw(self, it: Prepared, st: dict[str, Any], n: int) -> np.ndarray:
-        P = self.permutations(it, st, n)
-        if st.get("exact"):
-            st["perms"] = [P]
-        else:
-            st.setdefault("perms", []).append(P)
-        pos = np.argsort(P, axis=1)  # position of each unit in its permutation
-        steps = np.arange(it.n_units + 1)
-        # row (p, j): units placed before step j are present
-        return (pos[:, None, :] < steps[None, :, None]).reshape(-1, it.n_units)
-
-    def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, v: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-        d = it.n_units
-        P = np.vstack(st["perms"])
-        v = v[len(v) - len(P) * (d + 1):].reshape(len(P), d + 1, -1)
-        gains = v[:, 1:] - v[:, :-1]  # gain of the unit added at each step
-        contrib = np.empty_like(gains)  # perms x units x targets
-        np.put_along_axis(contrib, P[:, :, None], gains, axis=1)
-        phi = contrib.mean(axis=0).T
-        if st.get("exact") or d == 0:
-            return phi, np.zeros_like(phi)
-        pairs = contrib.reshape(len(P) // 2, 2, d, -1).mean(axis=1)
-        if len(pairs) < 2:
-            return phi, np.full_like(phi, np.nan)
-        return phi, (pairs.std(axis=0, ddof=1) / np.sqrt(len(pairs))).T
-
-    def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
-                  target_fn: TargetFn) -> Result:
-        return sample_in_rounds(
-            adapter, items, target_fn, operator=self.mask, salt="shapley_sampling",
-            budget=self.n_permutations, first=lambda it: 10, cap=self.max_samples,
-            draw=self.draw, fit=self.fit, precision=self)
