@@ -1,8 +1,9 @@
-"""The batched regressions (``explainers/fits.py``) against the one-example functions they
-replace, term by term: LIME's weighted ridge with its HC1 sandwich errors, KernelSHAP's
-efficiency-constrained regression with its paired sandwich errors and rank; and LIME and
-KernelSHAP with batched fits against the same explainers fitting one example at a time, at a
-fixed budget, in auto mode (several rounds) and with designs below full rank."""
+"""The batched regressions (``explainers/fits.py``, the only implementations) against plain
+one-example formulas written here: LIME's weighted ridge with an unpenalised intercept and its
+HC1 sandwich errors (White 1980), KernelSHAP's efficiency-constrained least squares with
+sandwich errors over antithetic pairs (Covert & Lee 2021) and its rank against an SVD; and the
+explainers fitting a round's examples together against the same explainers fitting one example
+at a time, at a fixed budget, in auto mode (several rounds) and below full rank."""
 
 from __future__ import annotations
 
@@ -12,21 +13,59 @@ import numpy as np
 import pytest
 
 from faithscope.explainers import KernelShap, Lime
-from faithscope.explainers.adaptive import paired_constrained_se, ridge_se
 from faithscope.explainers.fits import constrained_many, ridge_many, shape_groups
-from faithscope.explainers.perturbation import (
-    RANK_RTOL,
-    constrained_rank,
-    constrained_wls,
-    weighted_ridge,
-)
+from faithscope.explainers.perturbation import constrained_rank, constrained_wls
 from test_partition_kernel_lime import attribute, make_item, random_game
+
+
+def ridge_reference(X, Y, w, alpha):
+    """argmin sum_i w_i (y_i - b - x_i c)^2 + alpha |c|^2 through the augmented normal
+    equations (the intercept unpenalised), and the HC1 sandwich of c."""
+    n, d = X.shape
+    X1 = np.hstack([np.ones((n, 1)), X])
+    P = np.diag([0.0] + [alpha] * d)
+    M = X1.T @ (w[:, None] * X1) + P
+    beta = np.linalg.solve(M, X1.T @ (w[:, None] * Y))
+    R = Y - X1 @ beta
+    se = []
+    for t in range(Y.shape[1]):
+        # the intercept profiled out: the sandwich of c on the weighted-centred design
+        xc = X - (w @ X) / w.sum()
+        A = xc.T @ (w[:, None] * xc) + alpha * np.eye(d)
+        meat = sum(w[i] ** 2 * R[i, t] ** 2 * np.outer(xc[i], xc[i]) for i in range(n))
+        C = np.linalg.inv(A) @ meat @ np.linalg.inv(A) * n / (n - d - 1)
+        se.append(np.sqrt(np.diag(C)))
+    return beta[1:].T, beta[0], np.array(se)
+
+
+def constrained_reference(Z, y, w, total, n_fixed):
+    """min sum_i w_i (y_i - z_i phi)^2 subject to sum(phi) = total, by a Lagrange multiplier
+    (the KKT system), and the sandwich over pairs of the eliminated form."""
+    n, d = Z.shape
+    K = np.zeros((d + 1, d + 1))
+    K[:d, :d] = Z.T @ (w[:, None] * Z)
+    K[:d, d] = K[d, :d] = 1.0
+    phi, se = [], []
+    for t in range(y.shape[1]):
+        sol = np.linalg.solve(K, np.concatenate([Z.T @ (w * y[:, t]), [total[t]]]))
+        p = sol[:d]
+        X = Z[:, :-1] - Z[:, -1:]
+        r = w * (y[:, t] - Z @ p)
+        g = (X * r[:, None])[n_fixed:]
+        g = g[0::2] + g[1::2]  # a coalition and its complement: one draw
+        P = len(g)
+        Ainv = np.linalg.inv(X.T @ (w[:, None] * X))
+        C = Ainv @ (g.T @ g) @ Ainv * P / (P - (d - 1))
+        phi.append(p)
+        se.append(np.sqrt(np.concatenate([np.diag(C), [C.sum()]])))
+    return np.array(phi), np.array(se)
+
 
 RTOL = 1e-9
 
 
 @pytest.mark.parametrize("targets", [1, 3])
-def test_ridge_many_is_the_one_example_fit(targets):
+def test_ridge_many_is_the_weighted_ridge_with_its_sandwich(targets):
     rng = np.random.default_rng(0)
     b, n, d = 5, 120, 7
     X = (rng.random((b, n, d)) < 0.6).astype(float)
@@ -34,10 +73,11 @@ def test_ridge_many_is_the_one_example_fit(targets):
     w = rng.uniform(0.1, 2.0, (b, n))
     coef, intercept, se = ridge_many(X, Y, w, 0.5)
     for j in range(b):
-        c1, i1 = weighted_ridge(X[j], Y[j], w[j], 0.5)
+        c1, i1, s1 = ridge_reference(X[j], Y[j], w[j], 0.5)
         np.testing.assert_allclose(coef[j], c1, rtol=RTOL, atol=1e-12)
         np.testing.assert_allclose(intercept[j], i1, rtol=RTOL, atol=1e-12)
-        np.testing.assert_allclose(se[j], ridge_se(X[j], Y[j], w[j], 0.5, c1, i1), rtol=RTOL)
+        np.testing.assert_allclose(se[j], s1, rtol=RTOL)
+    assert ridge_many(X, Y, w, 0.5, errors=False)[2] is None
 
 
 def _paired(rng, b, pairs, d, n_fixed):
@@ -50,7 +90,7 @@ def _paired(rng, b, pairs, d, n_fixed):
 
 
 @pytest.mark.parametrize(("n_fixed", "targets"), [(0, 1), (0, 2), (12, 1)])
-def test_constrained_many_is_the_one_example_fit(n_fixed, targets):
+def test_constrained_many_is_the_constrained_least_squares(n_fixed, targets):
     rng = np.random.default_rng(1)
     b, pairs, d = 4, 40, 6
     Z = _paired(rng, b, pairs, d, n_fixed)
@@ -58,13 +98,14 @@ def test_constrained_many_is_the_one_example_fit(n_fixed, targets):
     total = rng.normal(size=(b, targets))
     w = np.broadcast_to(np.concatenate([np.full(n_fixed, 0.3), np.ones(2 * pairs)]),
                         (b, len(Z[0])))
-    phi, se, rank = constrained_many(Z, y, w, total, n_fixed=n_fixed, rank_rtol=RANK_RTOL)
+    phi, se, rank = constrained_many(Z, y, w, total, n_fixed=n_fixed)
     for j in range(b):
-        p1 = constrained_wls(Z[j], y[j], w[j], total[j])
-        np.testing.assert_allclose(phi[j], p1, rtol=RTOL, atol=1e-12)
+        p1, s1 = constrained_reference(Z[j], y[j], w[j], total[j], n_fixed)
+        np.testing.assert_allclose(phi[j], p1, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(phi[j].sum(axis=1), total[j], rtol=RTOL)  # efficiency
-        s1 = paired_constrained_se(Z[j], y[j], p1, total[j], weights=w[j], n_fixed=n_fixed)
-        np.testing.assert_allclose(se[j], s1, rtol=RTOL)
+        np.testing.assert_allclose(se[j], s1, rtol=1e-8)
+        np.testing.assert_allclose(constrained_wls(Z[j], y[j], w[j], total[j]), phi[j],
+                                   rtol=RTOL, atol=1e-12)
         assert rank[j] == constrained_rank(Z[j], w[j]) == d - 1
 
 
@@ -72,10 +113,14 @@ def test_constrained_many_reports_designs_below_full_rank():
     rng = np.random.default_rng(2)
     Z = _paired(rng, 2, 3, 8, 0)  # 3 pairs: rank 3 < 7
     y = rng.normal(size=(2, 6, 1))
-    _, se, rank = constrained_many(Z, y, np.ones((2, 6)), np.ones((2, 1)), n_fixed=0,
-                                   rank_rtol=RANK_RTOL)
+    phi, se, rank = constrained_many(Z, y, np.ones((2, 6)), np.ones((2, 1)), n_fixed=0)
     assert rank.tolist() == [constrained_rank(z, np.ones(6)) for z in Z] == [3, 3]
     assert np.isnan(se).all()  # no more pairs than free coefficients: unknown
+    for j in range(2):  # the minimum-norm solution of the eliminated system (up to the
+        X = Z[j][:, :-1] - Z[j][:, -1:]  # 1e-12 ridge of its normal equations)
+        head = np.linalg.pinv(X) @ (y[j] - Z[j][:, -1:])
+        np.testing.assert_allclose(phi[j][0, :-1], head[:, 0], atol=1e-3)
+        np.testing.assert_allclose(phi[j].sum(), 1.0)
 
 
 def test_shape_groups_cut_blocks_and_skip_none():
@@ -84,8 +129,11 @@ def test_shape_groups_cut_blocks_and_skip_none():
     assert sorted(map(sorted, groups)) == [[0, 2], [3], [4]]
 
 
-def _one_at_a_time(self, items, states, masks, values):
-    return [self.fit(*args) for args in zip(items, states, masks, values, strict=True)]
+def _one_at_a_time(fit_many):
+    def fit(self, items, states, masks, values):
+        return [fit_many(self, *([a] for a in args))[0]
+                for args in zip(items, states, masks, values, strict=True)]
+    return fit
 
 
 @pytest.mark.parametrize("explainer", [
@@ -99,7 +147,8 @@ def test_batched_fits_give_the_explainers_results(explainer, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # KernelSHAP's underdetermined warning
         batched, b_info, _ = attribute(explainer, games, items)
-        monkeypatch.setattr(type(explainer), "fit_many", _one_at_a_time)
+        monkeypatch.setattr(type(explainer), "fit_many",
+                            _one_at_a_time(type(explainer).fit_many))
         alone, a_info, _ = attribute(explainer, games, items)
     for s1, s2, i1, i2 in zip(batched, alone, b_info, a_info, strict=True):
         np.testing.assert_allclose(s1, s2, rtol=RTOL, atol=1e-12)

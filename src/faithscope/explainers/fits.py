@@ -5,12 +5,10 @@ LIME's weighted ridge regression and KernelSHAP's efficiency-constrained regress
 a nearly free model (a GPU) those fits were about a third of LIME's and half of KernelSHAP's
 own (non-model) time. Here examples of the same shape (rows, units, targets) are stacked and
 fitted with batched matrix products and batched LAPACK calls: the same estimators and standard
-errors, term by term, as the one-example functions they replace
-(:func:`~faithscope.explainers.perturbation.weighted_ridge` with
-:func:`~faithscope.explainers.adaptive.ridge_se`;
-:func:`~faithscope.explainers.perturbation.constrained_wls` with
-:func:`~faithscope.explainers.adaptive.paired_constrained_se`), equal to them up to rounding
-(``tests/test_fits.py`` checks 1e-9 relative).
+errors. These are the only implementations: one example is a stack of one
+(:func:`~faithscope.explainers.perturbation.weighted_ridge`,
+:func:`~faithscope.explainers.perturbation.constrained_wls`). ``tests/test_fits.py`` checks
+them against plain one-example formulas written there.
 
 Example
 -------
@@ -35,6 +33,7 @@ import numpy as np
 # at a time, 50 at once no faster), and it bounds the memory of a fit
 BLOCK_ELEMENTS = 1 << 17
 K = TypeVar("K", bound=Hashable)
+RANK_RTOL = 1e-10  # eigenvalues of a normal matrix below this share of the largest are 0
 
 
 def shape_groups(keys: Sequence[K | None], width: Callable[[int], int]
@@ -56,15 +55,19 @@ def _gram(Xw: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.matmul(Xw.transpose(0, 2, 1), X)
 
 
-def ridge_many(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ridge_many(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float, *,
+               errors: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Weighted ridge with an unpenalised intercept for a stack of examples (``X``: examples x
     rows x units, ``Y``: examples x rows x targets, ``w``: examples x rows), with HC1 sandwich
     standard errors: ``coef`` (examples x targets x units), ``intercept`` (examples x targets),
     ``se`` (examples x targets x units). Per example: ``coef = A^-1 Xc' W Yc`` with ``A = Xc' W
     Xc + alpha I`` on the weighted-centred design, and ``A^-1 (sum_i w_i^2 r_i^2 x_i x_i')
-    A^-1 n / (n - d - 1)`` the coefficients' covariance (White 1980)."""
+    A^-1 n / (n - d - 1)`` the coefficients' covariance (White 1980); ``errors=False``: no
+    errors (None)."""
     b, n, d = X.shape
+    if d == 0:
+        return np.zeros((b, Y.shape[2], 0)), np.zeros((b, Y.shape[2])), np.zeros(
+            (b, Y.shape[2], 0))
     sw = w / w.sum(axis=1, keepdims=True)
     xm = np.matmul(sw[:, None, :], X)[:, 0]
     ym = np.matmul(sw[:, None, :], Y)[:, 0]
@@ -73,6 +76,8 @@ def ridge_many(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float
     A = _gram(Xw, Xc) + alpha * np.eye(d)
     coef = np.linalg.solve(A, _gram(Xw, Y - ym[:, None, :]))  # examples x units x targets
     intercept = ym - np.matmul(xm[:, None, :], coef)[:, 0]
+    if not errors:
+        return coef.transpose(0, 2, 1), intercept, None
     Ainv = np.linalg.pinv(A)
     R = Y - intercept[:, None, :] - np.matmul(X, coef)
     scale = n / max(n - d - 1, 1)
@@ -85,17 +90,23 @@ def ridge_many(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float
 
 
 def constrained_many(Z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndarray, *,
-                     n_fixed: int, rank_rtol: float
+                     n_fixed: int, rank_rtol: float = RANK_RTOL
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """KernelSHAP's regression for a stack of examples of ``d >= 2`` units on paired samples
-    (``Z``: examples x rows x units, 0/1; ``y``: examples x rows x targets, ``f(z) - f(empty)``;
-    ``w``: examples x rows; ``total``: examples x targets, ``f(all) - f(empty)``; the first
-    ``n_fixed`` rows enumerated, then (coalition, complement) pairs): least squares under
-    ``sum(phi) = total`` by eliminating the last unit, ``head = (X' W X)^-1 X' W (y - z_d
-    total)`` with ``X = Z[:, :-1] - Z[:, -1:]``, and sandwich errors over the pairs scaled by
-    ``P / (P - (d - 1))``. Returns ``phi`` and ``se`` (examples x targets x units) and each
-    example's rank (eigenvalues of ``X' W X`` above ``rank_rtol`` of the largest); an example
-    below full rank ``d - 1`` has no unique solution here (its caller fits it alone)."""
+    """KernelSHAP's regression for a stack of examples of ``d >= 2`` units (``Z``: examples x
+    rows x units, 0/1; ``y``: examples x rows x targets, ``f(z) - f(empty)``; ``w``: examples x
+    rows; ``total``: examples x targets, ``f(all) - f(empty)``; the first ``n_fixed`` rows
+    enumerated, then (coalition, complement) pairs): least squares under ``sum(phi) = total``
+    by eliminating the last unit, ``head = (X' W X)^-1 X' W (y - z_d total)`` with ``X =
+    Z[:, :-1] - Z[:, -1:]``, and sandwich errors over the pairs, ``A^-1 (sum_p g_p g_p') A^-1
+    P / (P - (d - 1))`` for ``P`` pairs with ``g_p`` the pair's summed score terms (HC1 over
+    the independent draws; Covert & Lee 2021). The last unit's variance is ``1' C 1``.
+
+    Returns ``phi`` and ``se`` (examples x targets x units) and each example's rank
+    (eigenvalues of ``X' W X`` above ``rank_rtol`` of the largest). Below full rank ``d - 1``
+    the samples do not determine the values: the minimum-norm least-squares solution (the last
+    unit takes the remainder). Errors are NaN (unknown) with no more pairs than free
+    coefficients; an enumerated design (``n_fixed`` = rows) has no sampling error (its caller
+    sets 0)."""
     b, n, d = Z.shape
     T = y.shape[2]
     X = Z[:, :, :-1] - Z[:, :, -1:]
@@ -106,14 +117,18 @@ def constrained_many(Z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndar
     rank = np.where(top[:, 0] > 0, (ev > rank_rtol * np.clip(top, 0, None)).sum(axis=1), 0)
     full = rank == d - 1
     Yr = y - Z[:, :, -1:] * total[:, None, :]
-    head = np.zeros((b, d - 1, T))
+    B = _gram(Xw, Yr)
+    ridge = 1e-12 * np.eye(d - 1)
+    head = np.empty((b, d - 1, T))
     if full.any():
-        head[full] = np.linalg.solve(A[full] + 1e-12 * np.eye(d - 1), _gram(Xw[full], Yr[full]))
+        head[full] = np.linalg.solve(A[full] + ridge, B[full])
+    for j in np.flatnonzero(~full):  # not determined: the minimum-norm solution
+        head[j] = np.linalg.lstsq(A[j] + ridge, B[j], rcond=None)[0]
     phi = np.concatenate([head, total[:, None, :] - head.sum(axis=1, keepdims=True)], axis=1)
     phi = phi.transpose(0, 2, 1)
     P = (n - n_fixed) // 2
     se = np.full((b, T, d), np.nan)
-    if d - 1 < P and full.any():
+    if d - 1 < P:
         Ainv = np.linalg.pinv(A)
         for t in range(T):
             r = (Yr[:, :, t] - np.matmul(X, phi[:, t, :-1, None])[:, :, 0]) * w

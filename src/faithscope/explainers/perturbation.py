@@ -30,14 +30,9 @@ import numpy as np
 from ..models.adapter import ModelAdapter
 from ..registry import explainers
 from ..targets import TargetFn
-from .adaptive import (
-    Adaptive,
-    fixed_state,
-    paired_constrained_se,
-    ridge_se,
-    sample_in_rounds,
-)
+from .adaptive import Adaptive, fixed_state, sample_in_rounds
 from .base import Explainer, Prepared, full_masks, score_masks
+from .fits import RANK_RTOL as RANK_RTOL  # re-exported
 from .fits import constrained_many, ridge_many, shape_groups
 
 Result = tuple[list[np.ndarray], list[dict[str, Any]]]
@@ -83,19 +78,6 @@ def smallest(r: np.ndarray, k: np.ndarray) -> np.ndarray:
         return np.zeros(r.shape, dtype=bool)
     kth = np.take_along_axis(np.sort(r, axis=1), np.clip(k - 1, 0, None)[:, None], axis=1)
     return (r <= kth) & (np.asarray(k)[:, None] > 0)
-
-
-def weighted_ridge(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted ridge regression with an unpenalised intercept; Y may have several columns."""
-    sw = w / w.sum()
-    xm = sw @ X
-    ym = sw @ Y
-    Xc, Yc = X - xm, Y - ym
-    A = (Xc * w[:, None]).T @ Xc + alpha * np.eye(X.shape[1])
-    B = (Xc * w[:, None]).T @ Yc
-    coef = np.linalg.solve(A, B) if X.shape[1] else np.zeros((0, Y.shape[1]))
-    return coef.T, ym - xm @ coef
 
 
 def lime_kernel(masks: np.ndarray, kernel_width: float) -> np.ndarray:
@@ -177,16 +159,8 @@ class Lime(Adaptive, Explainer):
 
     def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, y: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
-        if st.get("exact"):
-            masks, y = masks[len(masks) - st["exact_rows"]:], y[len(y) - st["exact_rows"]:]
-            X = masks.astype(np.float64)
-            w = st["design_w"] * lime_kernel(masks, self.kernel_width)
-            coef, _ = weighted_ridge(X, y, w, self.alpha)
-            return coef, np.zeros_like(coef)
-        X = masks.astype(np.float64)
-        w = self.sample_weights(it, st, masks)
-        coef, intercept = weighted_ridge(X, y, w, self.alpha)
-        return coef, ridge_se(X, y, w, self.alpha, coef, intercept)
+        """One example: :meth:`fit_many` of one."""
+        return self.fit_many([it], [st], [masks], [y])[0]
 
     def sample_weights(self, it: Prepared, st: dict[str, Any], masks: np.ndarray
                        ) -> np.ndarray:
@@ -199,22 +173,35 @@ class Lime(Adaptive, Explainer):
             return np.where(masks.all(axis=1), 1.0, ws.sum() / it.n_units)
         return lime_kernel(masks, self.kernel_width)
 
+    def _design(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, y: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The masks the regression uses, their values and weights: every mask with its
+        expected weight once enumerated, else the samples."""
+        if st.get("exact"):
+            n = st["exact_rows"]
+            masks, y = masks[len(masks) - n:], y[len(y) - n:]
+            return masks, y, st["design_w"] * lime_kernel(masks, self.kernel_width)
+        return masks, y, self.sample_weights(it, st, masks)
+
     def fit_many(self, items: Sequence[Prepared], states: Sequence[dict[str, Any]],
                  masks: Sequence[np.ndarray], values: Sequence[np.ndarray]
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """:meth:`fit` of a round's examples: sampled ones of the same shape in one batched
-        regression (:func:`.fits.ridge_many`), enumerated ones alone."""
+        """The weighted ridge fits of a round's examples, those of one shape (masks, units,
+        targets) in one batched regression (:func:`.fits.ridge_many`), with HC1 sandwich
+        errors; an enumeration has no sampling error (0)."""
+        designs = [self._design(*a) for a in zip(items, states, masks, values, strict=True)]
+        keys = [(*m.shape, y.shape[1], bool(st.get("exact")))
+                for (m, y, _), st in zip(designs, states, strict=True)]
         out: list[Any] = [None] * len(items)
-        keys = [None if st.get("exact") or not it.n_units else (*m.shape, v.shape[1])
-                for it, st, m, v in zip(items, states, masks, values, strict=True)]
-        for idx in shape_groups(keys, lambda i: masks[i].size):
-            w = np.stack([self.sample_weights(items[i], states[i], masks[i]) for i in idx])
-            coef, _, se = ridge_many(np.stack([masks[i] for i in idx]).astype(np.float64),
-                                     np.stack([values[i] for i in idx]), w, self.alpha)
+        for idx in shape_groups(keys, lambda i: designs[i][0].size):
+            exact = bool(states[idx[0]].get("exact"))
+            coef, _, se = ridge_many(
+                np.stack([designs[i][0] for i in idx]).astype(np.float64),
+                np.stack([designs[i][1] for i in idx]),
+                np.stack([designs[i][2] for i in idx]), self.alpha, errors=not exact)
             for j, i in enumerate(idx):
-                out[i] = (coef[j], se[j])
-        return [self.fit(items[i], states[i], masks[i], values[i]) if r is None else r
-                for i, r in enumerate(out)]
+                out[i] = (coef[j], np.zeros_like(coef[j]) if se is None else se[j])
+        return out
 
     def sample(self, it: Prepared) -> np.ndarray:
         """The masks of a fixed budget (one round), as :meth:`attribute` draws them."""
@@ -236,23 +223,16 @@ def shapley_kernel_weight(d: int, s: np.ndarray) -> np.ndarray:
 
 def constrained_wls(Z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndarray
                     ) -> np.ndarray:
-    """Weighted least squares for phi with sum(phi) = total, by eliminating the last unit.
-
-    ``y`` (rows x targets) is f(z) - f(empty); returns targets x units.
-    """
+    """Weighted least squares for phi with sum(phi) = total, by eliminating the last unit, for
+    one example (:func:`.fits.constrained_many` of one; the minimum-norm solution below full
+    rank). ``y`` (rows x targets) is f(z) - f(empty); returns targets x units."""
     d = Z.shape[1]
     if d == 1:
         return total.reshape(-1, 1)
-    X = Z[:, :-1] - Z[:, -1:]
-    Y = y - Z[:, -1:] * total[None, :]
-    A = (X * w[:, None]).T @ X
-    B = (X * w[:, None]).T @ Y
-    head = np.linalg.lstsq(A + 1e-12 * np.eye(d - 1), B, rcond=None)[0]
-    last = total[None, :] - head.sum(axis=0, keepdims=True)
-    return np.vstack([head, last]).T
-
-
-RANK_RTOL = 1e-10  # eigenvalues of the normal matrix below this share of the largest are 0
+    phi, _, _ = constrained_many(np.asarray(Z, dtype=np.float64)[None], y[None],
+                                 np.asarray(w, dtype=np.float64)[None], total[None],
+                                 n_fixed=len(Z))
+    return phi[0]
 
 
 def constrained_rank(Z: np.ndarray, w: np.ndarray) -> int:
@@ -261,15 +241,17 @@ def constrained_rank(Z: np.ndarray, w: np.ndarray) -> int:
     underdetermined: the solution is the minimum-norm one and the last unit takes the remainder.
     A coalition and its complement give opposite rows, so paired samples add one direction per
     pair. Computed from the (d - 1) x (d - 1) normal matrix ``X' W X`` (the same rank for
-    positive weights): its eigenvalues below ``1e-10`` of the largest count as zero, i.e. a
-    weighted design with condition number above 1e5 counts as rank-deficient."""
+    positive weights): its eigenvalues below :data:`~.fits.RANK_RTOL` (1e-10) of the largest
+    count as zero, i.e. a weighted design with condition number above 1e5 counts as
+    rank-deficient."""
     d = Z.shape[1]
     if d <= 1 or not len(Z):
         return 0
-    Zf = np.asarray(Z, dtype=np.float64)
-    X = Zf[:, :-1] - Zf[:, -1:]
-    ev = np.linalg.eigvalsh((X * np.asarray(w, dtype=np.float64)[:, None]).T @ X)
-    return int((ev > RANK_RTOL * max(float(ev.max()), 0.0)).sum()) if ev.max() > 0 else 0
+    _, _, rank = constrained_many(np.asarray(Z, dtype=np.float64)[None],
+                                  np.zeros((1, len(Z), 1)),
+                                  np.asarray(w, dtype=np.float64)[None], np.zeros((1, 1)),
+                                  n_fixed=len(Z))
+    return int(rank[0])
 
 
 @explainers.register("kernel_shap")
@@ -354,52 +336,54 @@ class KernelShap(Adaptive, Explainer):
 
     def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, v: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
+        """One example: :meth:`fit_many` of one."""
+        return self.fit_many([it], [st], [masks], [v])[0]
+
+    def _design(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, v: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """The coalitions the regression uses, ``f(z) - f(empty)``, their weights and how many
+        were enumerated rather than drawn: every coalition with its Shapley kernel weight, or
+        the paired samples (auto: after sizes 1 and d - 1 with their kernel mass)."""
         d = it.n_units
-        total = v[0] - v[1]
-        if d <= 1:
-            st["info"] = {"rank": 0, "underdetermined": False}
-            return (total[:, None] if d else np.zeros((len(total), 0))), np.zeros((len(total), d))
         if st.get("exact"):
-            Z = masks[len(masks) - st["exact_rows"]:]
-            y = v[len(masks) - st["exact_rows"]:] - v[1]
-            w = shapley_kernel_weight(d, Z.sum(1))
-            phi = constrained_wls(Z.astype(np.float64), y, w, total)
-            se = np.zeros_like(phi)
-        else:
-            Z, y = masks[2:], v[2:] - v[1]
-            k = st.get("n_enum", 0)
-            w = self.stratum_weights(d, k, len(Z) - k) if k else np.ones(len(Z))
-            phi = constrained_wls(Z.astype(np.float64), y, w, total)
-            se = paired_constrained_se(Z, y, phi, total, weights=w, n_fixed=k)
-        rank = constrained_rank(Z, w)
-        st["info"] = {"rank": rank, "underdetermined": rank < d - 1}
-        return phi, se
+            n = st["exact_rows"]
+            Z = masks[len(masks) - n:]
+            return Z, v[len(v) - n:] - v[1], shapley_kernel_weight(d, Z.sum(1)), n
+        Z, k = masks[2:], st.get("n_enum", 0)
+        return Z, v[2:] - v[1], self.stratum_weights(d, k, len(Z) - k) if k else \
+            np.ones(len(Z)), k
 
     def fit_many(self, items: Sequence[Prepared], states: Sequence[dict[str, Any]],
                  masks: Sequence[np.ndarray], values: Sequence[np.ndarray]
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """:meth:`fit` of a round's examples: sampled ones of the same shape in one batched
-        regression (:func:`.fits.constrained_many`); enumerated ones, and any whose design is
-        below full rank (its minimum-norm solution), alone."""
+        """The constrained regressions of a round's examples, those of one shape in one batched
+        fit (:func:`.fits.constrained_many`), with sandwich errors over the pairs (0 for an
+        enumeration); ``info`` records each design's rank."""
         out: list[Any] = [None] * len(items)
-        keys = [None if st.get("exact") or it.n_units <= 1
-                else (*m.shape, v.shape[1], st.get("n_enum", 0))
-                for it, st, m, v in zip(items, states, masks, values, strict=True)]
-        for idx in shape_groups(keys, lambda i: masks[i].size):
-            d, k = items[idx[0]].n_units, states[idx[0]].get("n_enum", 0)
-            n = len(masks[idx[0]]) - 2
-            w = self.stratum_weights(d, k, n - k) if k else np.ones(n)
-            v = np.stack([values[i] for i in idx])
+        designs: list[Any] = [None] * len(items)
+        for i, (it, st, v) in enumerate(zip(items, states, values, strict=True)):
+            d, total = it.n_units, v[0] - v[1]
+            if d <= 1:  # one unit takes the whole difference
+                st["info"] = {"rank": 0, "underdetermined": False}
+                out[i] = ((total[:, None] if d else np.zeros((len(total), 0))),
+                          np.zeros((len(total), d)))
+            else:
+                designs[i] = self._design(it, st, masks[i], v)
+        keys = [None if des is None else (*des[0].shape, des[1].shape[1], des[3],
+                                          bool(st.get("exact")))
+                for des, st in zip(designs, states, strict=True)]
+        for idx in shape_groups(keys, lambda i: designs[i][0].size):
+            d, exact = items[idx[0]].n_units, bool(states[idx[0]].get("exact"))
             phi, se, rank = constrained_many(
-                np.stack([masks[i][2:] for i in idx]).astype(np.float64), v[:, 2:] - v[:, 1:2],
-                np.broadcast_to(w, (len(idx), n)), v[:, 0] - v[:, 1], n_fixed=k,
-                rank_rtol=RANK_RTOL)
+                np.stack([designs[i][0] for i in idx]).astype(np.float64),
+                np.stack([designs[i][1] for i in idx]), np.stack([designs[i][2] for i in idx]),
+                np.stack([values[i][0] - values[i][1] for i in idx]),
+                n_fixed=designs[idx[0]][3])
             for j, i in enumerate(idx):
-                if rank[j] == d - 1:
-                    states[i]["info"] = {"rank": int(rank[j]), "underdetermined": False}
-                    out[i] = (phi[j], se[j])
-        return [self.fit(items[i], states[i], masks[i], values[i]) if r is None else r
-                for i, r in enumerate(out)]
+                states[i]["info"] = {"rank": int(rank[j]),
+                                    "underdetermined": bool(rank[j] < d - 1)}
+                out[i] = (phi[j], np.zeros_like(phi[j]) if exact else se[j])
+        return out
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
