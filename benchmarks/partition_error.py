@@ -22,6 +22,7 @@ for all games explained together in lock-step.
 Usage:
     python benchmarks/partition_error.py [--games 20] [--seed 0] [--units 15 28]
                                          [--budgets 60 120 250] [--games-family mixed sparse]
+                                         [--batch-sizes 2 10 50]
 """
 
 from __future__ import annotations
@@ -216,8 +217,12 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--budgets", type=int, nargs="+", default=[60, 120, 250])
     ap.add_argument("--games-family", dest="families", nargs="+", default=["mixed", "sparse"],
                     choices=["mixed", "sparse"])
+    ap.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                    help="batch sizes of the best-first runs (default: 2 and the explainer's "
+                         "default); larger ones mean fewer, larger model calls (GPUs)")
     args = ap.parse_args(argv)
     default_batch = PartitionShap().batch_size
+    batch_sizes = sorted(set(args.batch_sizes or {2, default_batch}))
 
     rows: list[dict[str, Any]] = []
     header = (f"{'game':<6} {'units':>5} {'max_evals':>9} {'method':<28} {'L1 error':>9} "
@@ -239,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
                 bf = [breadth_first(g, tree, d, budget) for g in games]
                 runs = [("before: breadth first", [b[0] for b in bf], [b[1] for b in bf],
                          max(b[2] for b in bf))]
-                for bs in sorted({2, default_batch}):
+                for bs in batch_sizes:
                     label = f"after: best first, batch {bs}"
                     runs.append((label, *best_first(games, items, budget, bs)))
                 for label, phis, used, rounds in runs:
