@@ -22,7 +22,7 @@ still uncertain; units tied within the tolerance do not hold an example back. Ex
 
 Standard errors are those of the estimator under the sampling design, from one run:
 heteroskedasticity-consistent sandwich variances for the weighted least-squares fits (White
-1980; HC1 scaling), over antithetic pairs where samples come in pairs (Covert & Lee 2021,
+1980; HC1 scaling; LIME's and KernelSHAP's in :mod:`.fits`), over antithetic pairs where samples come in pairs (Covert & Lee 2021,
 "Improving KernelSHAP"), and the standard deviation of antithetic-pair means for permutation
 sampling (Mitchell et al. 2022, "Sampling permutations for Shapley value estimation").
 

@@ -5,10 +5,9 @@ LIME's weighted ridge regression and KernelSHAP's efficiency-constrained regress
 a nearly free model (a GPU) those fits were about a third of LIME's and half of KernelSHAP's
 own (non-model) time. Here examples of the same shape (rows, units, targets) are stacked and
 fitted with batched matrix products and batched LAPACK calls: the same estimators and standard
-errors. These are the only implementations: one example is a stack of one
-(:func:`~faithscope.explainers.perturbation.weighted_ridge`,
-:func:`~faithscope.explainers.perturbation.constrained_wls`). ``tests/test_fits.py`` checks
-them against plain one-example formulas written there.
+errors. These are the only implementations: one example is a stack of one (LIME's and
+KernelSHAP's ``fit``, :func:`~faithscope.explainers.perturbation.constrained_wls`).
+``tests/test_fits.py`` checks them against plain one-example formulas written there.
 
 Example
 -------
