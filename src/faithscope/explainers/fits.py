@@ -136,3 +136,63 @@ def constrained_many(Z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndar
             se[:, t, :-1] = np.sqrt(np.clip(np.diagonal(C, axis1=1, axis2=2), 0, None))
             se[:, t, -1] = np.sqrt(np.clip(C.sum(axis=(1, 2)), 0, None))
     return phi, se, rank
+
+
+def stratified_wls_many(X: np.ndarray, y: np.ndarray, w: np.ndarray, strata: np.ndarray,
+                        population: np.ndarray, *, rank_rtol: float = RANK_RTOL
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least squares with an intercept for a stack of examples that share one
+    stratification (C-LIME: ``X`` examples x rows x units of "unit removed" indicators, ``y``
+    examples x rows x targets, ``w`` examples x rows; row ``i`` is one of ``n_h`` subsets drawn
+    without replacement from the ``population[h]`` subsets of its stratum ``strata[i]``, the
+    removal size). Returns ``beta`` (examples x (1 + units) x targets; the minimum-norm
+    least-squares solution below full rank) and standard errors (examples x targets x units).
+
+    Errors: the sandwich ``A^-1 M A^-1`` with ``A = X1' W X1`` and the stratified meat ``M =
+    sum_h (1 - n_h / N_h) n_h / (n_h - 1) sum_(i in h) (g_i - g_h)(g_i - g_h)'`` of the score
+    terms ``g_i = w_i r_i x_i`` (Cochran 1977, ch. 5; Binder 1983), times the HC1 factor ``s /
+    (s - p)`` for ``s`` sampled rows and ``p`` coefficients (without it the errors are 20-35 %
+    too small at 3-4 samples per unit): an enumerated stratum (``n_h = N_h``) adds no variance,
+    so the error is 0 when every stratum is; a stratum sampled once, or no more sampled rows
+    than coefficients, has no variance estimate (NaN)."""
+    b, n, d = X.shape
+    T = y.shape[2]
+    X1 = np.concatenate([np.ones((b, n, 1)), X], axis=2)
+    Xw = X1 * w[:, :, None]
+    A = _gram(Xw, X1)
+    B = _gram(Xw, y)
+    ev = np.linalg.eigvalsh(A)
+    top = ev.max(axis=1, keepdims=True)
+    full = (ev > rank_rtol * np.clip(top, 0, None)).sum(axis=1) == d + 1
+    beta = np.empty((b, d + 1, T))
+    if full.any():
+        beta[full] = np.linalg.solve(A[full], B[full])
+    sw = np.sqrt(w)
+    for j in np.flatnonzero(~full):  # not determined: the minimum-norm solution
+        beta[j] = np.linalg.lstsq(X1[j] * sw[j, :, None], y[j] * sw[j, :, None],
+                                  rcond=None)[0]
+    se = np.zeros((b, T, d))
+    R = (y - np.matmul(X1, beta)) * w[:, :, None]
+    M = np.zeros((b, T, d + 1, d + 1))
+    sampled = 0
+    for h in np.unique(strata):
+        rows = strata == h
+        n_h, N_h = int(rows.sum()), float(population[h])
+        if n_h >= N_h:
+            continue  # enumerated
+        if n_h < 2:
+            return beta, np.full((b, T, d), np.nan)
+        sampled += n_h
+        for t in range(T):
+            G = X1[:, rows] * R[:, rows, t : t + 1]
+            G = G - G.mean(axis=1, keepdims=True)
+            M[:, t] += (1 - n_h / N_h) * n_h / (n_h - 1) * _gram(G, G)
+    if sampled == 0:
+        return beta, se
+    if sampled <= d + 1:
+        return beta, np.full((b, T, d), np.nan)
+    Ainv = np.linalg.pinv(A)
+    for t in range(T):
+        C = Ainv @ M[:, t] @ Ainv * (sampled / (sampled - d - 1))
+        se[:, t] = np.sqrt(np.clip(np.diagonal(C, axis1=1, axis2=2), 0, None))[:, 1:]
+    return beta, se

@@ -49,6 +49,7 @@ from ..registry import explainers
 from ..targets import TargetFn
 from .adaptive import AUTO, Adaptive, sample_in_rounds
 from .base import Explainer, Prepared, score_masks
+from .fits import shape_groups, stratified_wls_many
 from .perturbation import LeaveOneOut, Result
 
 
@@ -115,53 +116,8 @@ def clime_weights(removed: np.ndarray, k_max: int) -> np.ndarray:
 
 def _wls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Weighted least squares with intercept; returns the coefficients (columns of X x targets)."""
-    return _wls_full(X, y, w)[1:]
-
-
-def _wls_full(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     A = np.hstack([np.ones((len(X), 1)), X]) * np.sqrt(w)[:, None]
-    return np.linalg.lstsq(A, y * np.sqrt(w)[:, None], rcond=None)[0]
-
-
-def wls_se(X: np.ndarray, y: np.ndarray, w: np.ndarray, beta: np.ndarray,
-           strata: np.ndarray, population: np.ndarray) -> np.ndarray:
-    """Standard errors (targets x columns of X) of the weighted least-squares fit with
-    intercept ``beta`` (1 + columns x targets) when row ``i`` is one of ``n_h`` subsets drawn
-    without replacement from the ``population[h]`` subsets of its stratum ``strata[i]`` (C-LIME:
-    the removal size). The sandwich ``A^-1 M A^-1`` with ``A = X1' W X1`` and the stratified
-    meat ``M = sum_h (1 - n_h / N_h) n_h / (n_h - 1) sum_(i in h) (g_i - g_h)(g_i - g_h)'`` of
-    the score terms ``g_i = w_i r_i x_i`` (Cochran 1977, ch. 5; Binder 1983), times the HC1
-    factor ``s / (s - p)`` for ``s`` sampled rows and ``p`` coefficients (without it the
-    errors are 20-35 % too small at 3-4 samples per unit): an enumerated stratum (``n_h =
-    N_h``) adds no variance, so the error is 0 when every stratum is; a stratum sampled once,
-    or no more sampled rows than coefficients, has no variance estimate (NaN)."""
-    n, d = X.shape
-    X1 = np.hstack([np.ones((n, 1)), X])
-    Ainv = np.linalg.pinv((X1 * w[:, None]).T @ X1)
-    R = (y - X1 @ beta) * w[:, None]
-    out = np.zeros((y.shape[1], d))
-    M = np.zeros((y.shape[1], d + 1, d + 1))
-    sampled = 0
-    for h in np.unique(strata):
-        rows = strata == h
-        n_h, N_h = int(rows.sum()), float(population[h])
-        if n_h >= N_h:
-            continue  # enumerated
-        if n_h < 2:
-            return np.full((y.shape[1], d), np.nan)
-        sampled += n_h
-        for t in range(y.shape[1]):
-            G = X1[rows] * R[rows, t : t + 1]
-            G = G - G.mean(axis=0)
-            M[t] += (1 - n_h / N_h) * n_h / (n_h - 1) * (G.T @ G)
-    if sampled == 0:
-        return out
-    if sampled <= d + 1:
-        return np.full((y.shape[1], d), np.nan)
-    for t in range(y.shape[1]):
-        C = Ainv @ M[t] @ Ainv * (sampled / (sampled - d - 1))
-        out[t] = np.sqrt(np.clip(np.diag(C), 0, None))[1:]
-    return out
+    return np.linalg.lstsq(A, y * np.sqrt(w)[:, None], rcond=None)[0][1:]
 
 
 def _omp(X: np.ndarray, y: np.ndarray, w: np.ndarray, k: int) -> np.ndarray:
@@ -193,9 +149,9 @@ class MExGenCLIME(Adaptive, Explainer):
     """C-LIME: a weighted linear model on removals of at most ``max_units_replace`` units.
 
     Per-unit standard errors (``Explanation.errors``): the sandwich of the dense fit with a
-    stratified, finite-population meat (:func:`wls_se`: sizes are strata, subsets are drawn
-    without replacement; a size whose every subset is used adds no error, so the error is 0
-    when all are); NaN with ``nonzero`` (a selection, no closed form).
+    stratified, finite-population meat (:func:`.fits.stratified_wls_many`: sizes are strata,
+    subsets are drawn without replacement; a size whose every subset is used adds no error, so
+    the error is 0 when all are); NaN with ``nonzero`` (a selection, no closed form).
     ``oversampling="auto"`` draws about ``4 (units + 1)`` subsets (at least 64), then adds new
     subsets in rounds (half the total each round, sizes kept at equal weight) until the ranking
     is resolved (:mod:`.adaptive`), every subset is used, or ``max_samples`` is reached."""
@@ -245,17 +201,38 @@ class MExGenCLIME(Adaptive, Explainer):
 
     def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, y: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
-        if it.n_units == 0:
-            return np.zeros((len(it.targets), 0)), np.zeros((len(it.targets), 0))
-        removed = ~masks
-        X = removed.astype(np.float64)
-        w = clime_weights(removed, self.max_units_replace)
-        if self.nonzero is not None:
-            coef = _omp(X, y, w, self.nonzero)
-            return -coef.T, np.full(coef.T.shape, np.nan)
-        beta = _wls_full(X, y, w)
-        sizes = np.array([math.comb(it.n_units, k) for k in range(it.n_units + 1)])
-        return -beta[1:].T, wls_se(X, y, w, beta, removed.sum(axis=1), sizes)
+        """One example: :meth:`fit_many` of one."""
+        return self.fit_many([it], [st], [masks], [y])[0]
+
+    def fit_many(self, items: Sequence[Prepared], states: Sequence[dict[str, Any]],
+                 masks: Sequence[np.ndarray], values: Sequence[np.ndarray]
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The dense fits of a round's examples, those with one design layout (rows, units,
+        targets and the removal size of each row) in one batched weighted least squares with
+        the stratified sandwich errors (:func:`.fits.stratified_wls_many`); ``nonzero``: the
+        matching-pursuit fit of each example (no errors: NaN)."""
+        out: list[Any] = [None] * len(items)
+        keys: list[Any] = [None] * len(items)
+        for i, (it, m, y) in enumerate(zip(items, masks, values, strict=True)):
+            if it.n_units == 0:
+                out[i] = (np.zeros((len(it.targets), 0)), np.zeros((len(it.targets), 0)))
+            elif self.nonzero is not None:
+                removed = ~m
+                coef = _omp(removed.astype(np.float64), y,
+                            clime_weights(removed, self.max_units_replace), self.nonzero)
+                out[i] = (-coef.T, np.full(coef.T.shape, np.nan))
+            else:
+                keys[i] = (*m.shape, y.shape[1], (~m).sum(axis=1).tobytes())
+        for idx in shape_groups(keys, lambda i: masks[i].size):
+            removed = np.stack([~masks[i] for i in idx])
+            d = removed.shape[2]
+            beta, se = stratified_wls_many(
+                removed.astype(np.float64), np.stack([values[i] for i in idx]),
+                np.stack([clime_weights(r, self.max_units_replace) for r in removed]),
+                removed[0].sum(axis=1), np.array([math.comb(d, k) for k in range(d + 1)]))
+            for j, i in enumerate(idx):
+                out[i] = (-beta[j, 1:].T, se[j])
+        return out
 
     def attribute(self, adapter: ModelAdapter, items: Sequence[Prepared],
                   target_fn: TargetFn) -> Result:
@@ -264,7 +241,8 @@ class MExGenCLIME(Adaptive, Explainer):
             AUTO if over == AUTO else lambda it: math.ceil(float(over) * it.n_units))
         return sample_in_rounds(
             adapter, items, target_fn, operator=self.mask, salt="clime", budget=budget,
-            cap=self.max_samples, draw=self.draw, fit=self.fit, precision=self)
+            cap=self.max_samples, draw=self.draw, fit=self.fit, fit_many=self.fit_many,
+            precision=self)
 
 
 @explainers.register("mexgen_lshap")
