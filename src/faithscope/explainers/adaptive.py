@@ -22,8 +22,9 @@ still uncertain; units tied within the tolerance do not hold an example back. Ex
 
 Standard errors are those of the estimator under the sampling design, from one run:
 heteroskedasticity-consistent sandwich variances for the weighted least-squares fits (White
-1980; HC1 scaling; LIME's and KernelSHAP's in :mod:`.fits`), over antithetic pairs where samples come in pairs (Covert & Lee 2021,
-"Improving KernelSHAP"), and the standard deviation of antithetic-pair means for permutation
+1980; HC1 scaling; LIME's, KernelSHAP's and C-LIME's in :mod:`.fits`), over antithetic pairs
+where samples come in pairs (Covert & Lee 2021, "Improving KernelSHAP"), and the standard
+deviation of antithetic-pair means for permutation
 sampling (Mitchell et al. 2022, "Sampling permutations for Shapley value estimation").
 
 Example
@@ -157,7 +158,7 @@ def fixed_state(item: Prepared, salt: str, budget: int | str) -> dict[str, Any]:
 def sample_in_rounds(
     adapter: ModelAdapter, items: Sequence[Prepared], target_fn: TargetFn, *, operator: str,
     salt: str, budget: int | str | Callable[[Prepared], int], cap: int,
-    draw: Draw, fit: Fit, precision: Adaptive,
+    draw: Draw, precision: Adaptive, fit: Fit | None = None,
     first: Callable[[Prepared], int] = lambda it: max(64, 4 * (it.n_units + 1)),
     fit_many: FitMany | None = None,
 ) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
@@ -168,9 +169,11 @@ def sample_in_rounds(
     it enumerated), ``rounds``, ``resolved`` (auto: whether the stopping rule held, rather than
     the cap) and ``se`` (per-unit standard errors). ``first``: an example's first auto round
     (default 64 samples, or 4 per unit and one more). A fixed ``budget`` may depend on the
-    example (a function of it: e.g. C-LIME's ``oversampling x units``). ``fit_many``: ``fit``
-    of all examples of a round at once (lists of items, states, masks and values; the same
-    results), e.g. batched regressions (:mod:`.fits`)."""
+    example (a function of it: e.g. C-LIME's ``oversampling x units``). Either ``fit`` (one
+    example) or ``fit_many`` (all examples of a round at once: lists of items, states, masks
+    and values; e.g. batched regressions, :mod:`.fits`)."""
+    if (fit is None) == (fit_many is None):
+        raise TypeError("sample_in_rounds needs exactly one of fit and fit_many")
     states = [{**fixed_state(it, salt, 1),
                "sizes": round_sizes(budget(it) if callable(budget) else budget, first(it), cap),
                "masks": [], "values": [], "forwards": 0, "drawn": 0, "cache": {},
@@ -225,7 +228,7 @@ def sample_in_rounds(
                 [np.vstack(states[i]["masks"]) for i in active],
                 [np.vstack(states[i]["values"]) for i in active])
         fitted = fit_many(*args) if fit_many is not None else \
-            [fit(*one) for one in zip(*args, strict=True)]
+            [fit(*one) for one in zip(*args, strict=True)]  # type: ignore[misc]
         still = []
         for i, (phi, se) in zip(active, fitted, strict=True):
             st = states[i]

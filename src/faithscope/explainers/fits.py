@@ -1,12 +1,13 @@
 """The sampling explainers' regressions, fitted for many examples at once.
 
-LIME's weighted ridge regression and KernelSHAP's efficiency-constrained regression are small
+LIME's weighted ridge regression, KernelSHAP's efficiency-constrained regression and C-LIME's
+stratified weighted least squares are small
 (``d`` units, a few hundred to a few thousand rows) and were fitted one example at a time; with
 a nearly free model (a GPU) those fits were about a third of LIME's and half of KernelSHAP's
 own (non-model) time. Here examples of the same shape (rows, units, targets) are stacked and
 fitted with batched matrix products and batched LAPACK calls: the same estimators and standard
-errors. These are the only implementations: one example is a stack of one (LIME's and
-KernelSHAP's ``fit``, :func:`~faithscope.explainers.perturbation.constrained_wls`).
+errors. These are the only implementations: one example is a stack of one
+(:func:`~faithscope.explainers.perturbation.constrained_wls`).
 ``tests/test_fits.py`` checks them against plain one-example formulas written there.
 
 Example
@@ -52,6 +53,14 @@ def shape_groups(keys: Sequence[K | None], width: Callable[[int], int]
 
 def _gram(Xw: np.ndarray, X: np.ndarray) -> np.ndarray:
     return np.matmul(Xw.transpose(0, 2, 1), X)
+
+
+def _rank(A: np.ndarray, rtol: float) -> np.ndarray:
+    """Rank of each symmetric positive semi-definite matrix of a stack: its eigenvalues above
+    ``rtol`` of the largest (0 for a zero matrix)."""
+    ev = np.linalg.eigvalsh(A)
+    top = ev.max(axis=1, keepdims=True)
+    return np.where(top[:, 0] > 0, (ev > rtol * np.clip(top, 0, None)).sum(axis=1), 0)
 
 
 def ridge_many(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float, *,
@@ -111,9 +120,7 @@ def constrained_many(Z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndar
     X = Z[:, :, :-1] - Z[:, :, -1:]
     Xw = X * w[:, :, None]
     A = _gram(Xw, X)
-    ev = np.linalg.eigvalsh(A)
-    top = ev.max(axis=1, keepdims=True)
-    rank = np.where(top[:, 0] > 0, (ev > rank_rtol * np.clip(top, 0, None)).sum(axis=1), 0)
+    rank = _rank(A, rank_rtol)
     full = rank == d - 1
     Yr = y - Z[:, :, -1:] * total[:, None, :]
     B = _gram(Xw, Yr)
@@ -161,9 +168,7 @@ def stratified_wls_many(X: np.ndarray, y: np.ndarray, w: np.ndarray, strata: np.
     Xw = X1 * w[:, :, None]
     A = _gram(Xw, X1)
     B = _gram(Xw, y)
-    ev = np.linalg.eigvalsh(A)
-    top = ev.max(axis=1, keepdims=True)
-    full = (ev > rank_rtol * np.clip(top, 0, None)).sum(axis=1) == d + 1
+    full = _rank(A, rank_rtol) == d + 1
     beta = np.empty((b, d + 1, T))
     if full.any():
         beta[full] = np.linalg.solve(A[full], B[full])

@@ -199,11 +199,6 @@ class MExGenCLIME(Adaptive, Explainer):
             st["exact"] = True  # every subset is used: nothing left to sample
         return ~removed
 
-    def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, y: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-        """One example: :meth:`fit_many` of one."""
-        return self.fit_many([it], [st], [masks], [y])[0]
-
     def fit_many(self, items: Sequence[Prepared], states: Sequence[dict[str, Any]],
                  masks: Sequence[np.ndarray], values: Sequence[np.ndarray]
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -241,8 +236,7 @@ class MExGenCLIME(Adaptive, Explainer):
             AUTO if over == AUTO else lambda it: math.ceil(float(over) * it.n_units))
         return sample_in_rounds(
             adapter, items, target_fn, operator=self.mask, salt="clime", budget=budget,
-            cap=self.max_samples, draw=self.draw, fit=self.fit, fit_many=self.fit_many,
-            precision=self)
+            cap=self.max_samples, draw=self.draw, fit_many=self.fit_many, precision=self)
 
 
 @explainers.register("mexgen_lshap")

@@ -3,7 +3,7 @@ is in :mod:`.shapley_sampling`).
 
 Each kernel writes unit masks for every example, scores all of them in one virtual batch with
 :func:`~faithscope.explainers.base.score_masks`, then fits its estimator: LIME's and
-KernelSHAP's regressions for all examples of a round at once (:mod:`.fits`).
+KernelSHAP's regressions for all examples of a round at once (:mod:`.fits`, C-LIME's too).
 
 References: Ribeiro et al. 2016 (LIME); Lundberg & Lee 2017 (KernelSHAP); Li et al. 2016
 (leave-one-out).
@@ -157,11 +157,6 @@ class Lime(Adaptive, Explainer):
         st["exact"], st["exact_rows"], st["drew"] = True, len(Z), len(Z)
         return Z
 
-    def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, y: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-        """One example: :meth:`fit_many` of one."""
-        return self.fit_many([it], [st], [masks], [y])[0]
-
     def sample_weights(self, it: Prepared, st: dict[str, Any], masks: np.ndarray
                        ) -> np.ndarray:
         """The regression weight of each sampled mask: LIME's kernel, or in auto mode (k drawn
@@ -211,13 +206,13 @@ class Lime(Adaptive, Explainer):
                   target_fn: TargetFn) -> Result:
         return sample_in_rounds(
             adapter, items, target_fn, operator=self.mask, salt="lime", budget=self.n_samples,
-            cap=self.max_samples, draw=self.draw, fit=self.fit, fit_many=self.fit_many,
+            cap=self.max_samples, draw=self.draw, fit_many=self.fit_many,
             precision=self)
 
 
 def shapley_kernel_weight(d: int, s: np.ndarray) -> np.ndarray:
     """Shapley kernel (d-1) / (C(d, s) s (d-s)) for coalition sizes 0 < s < d."""
-    comb = np.array([math.comb(d, int(k)) for k in s], dtype=np.float64)
+    comb = np.array([math.comb(d, k) for k in range(d + 1)], dtype=np.float64)[s]
     return (d - 1) / (comb * s * (d - s))
 
 
@@ -334,11 +329,6 @@ class KernelShap(Adaptive, Explainer):
         w = shapley_kernel_weight(d, Z.sum(1)) if st.get("exact") and d > 1 else np.ones(len(Z))
         return Z, w
 
-    def fit(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, v: np.ndarray
-            ) -> tuple[np.ndarray, np.ndarray]:
-        """One example: :meth:`fit_many` of one."""
-        return self.fit_many([it], [st], [masks], [v])[0]
-
     def _design(self, it: Prepared, st: dict[str, Any], masks: np.ndarray, v: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """The coalitions the regression uses, ``f(z) - f(empty)``, their weights and how many
@@ -389,7 +379,7 @@ class KernelShap(Adaptive, Explainer):
                   target_fn: TargetFn) -> Result:
         out, info = sample_in_rounds(
             adapter, items, target_fn, operator=self.mask, salt="kernel_shap",
-            budget=self.n_samples, cap=self.max_samples, draw=self.draw, fit=self.fit,
+            budget=self.n_samples, cap=self.max_samples, draw=self.draw,
             fit_many=self.fit_many, precision=self)
         self._warn_underdetermined(items, info)
         return out, info
