@@ -428,6 +428,42 @@ def test_cluster_units_tree():
     assert cluster_units([]) == [] and cluster_units(["x"]) == [(0, 1, -1, -1)]
 
 
+def _cluster_by_definition(texts, parts):
+    """The clustering rule applied literally: every step rescans all adjacent pairs."""
+    d = len(texts)
+    nodes = [(i, i + 1, -1, -1) for i in range(d)]
+    clusters = list(range(d))
+    while len(clusters) > 1:
+        costs = []
+        for j in range(len(clusters) - 1):
+            a, b = nodes[clusters[j]], nodes[clusters[j + 1]]
+            last = texts[a[1] - 1].strip()
+            cost = (a[1] - a[0]) + (b[1] - b[0])
+            if parts[a[1] - 1] != parts[b[0]]:
+                cost += 1e6
+            elif last and last[-1] in ".!?;":
+                cost += 2 * d
+            elif last and last[-1] in ",:-\u2013\u2014()\"'":
+                cost += d
+            costs.append(cost)
+        j = int(np.argmin(costs))  # the leftmost cheapest pair
+        nodes.append((nodes[clusters[j]][0], nodes[clusters[j + 1]][1],
+                      clusters[j], clusters[j + 1]))
+        clusters[j : j + 2] = [len(nodes) - 1]
+    return nodes
+
+
+def test_cluster_units_matches_the_rule_applied_literally():
+    rng = np.random.default_rng(0)
+    words = ["a", "film", "good,", "bad.", "(so", "dull)", "yes!", "-", " ", "well;", "x:"]
+    for _ in range(200):
+        d = int(rng.integers(0, 40))
+        texts = [str(w) for w in rng.choice(words, size=d)]
+        cut = int(rng.integers(0, d + 1))
+        parts = [0] * cut + [1] * (d - cut)
+        assert cluster_units(texts, parts) == _cluster_by_definition(texts, parts)
+
+
 def test_all_coalitions_helper():
     c = all_coalitions(3)
     assert c.shape == (8, 3) and c[5].tolist() == [True, False, True]

@@ -63,28 +63,40 @@ Node = tuple[int, int, int, int]  # (start, end, left child, right child); leave
 
 
 def cluster_units(texts: Sequence[str], parts: Sequence[int] | None = None) -> list[Node]:
-    """A binary tree over units ``0..d-1``: nodes ``0..d-1`` are leaves, the last is the root."""
+    """A binary tree over units ``0..d-1``: nodes ``0..d-1`` are leaves, the last is the root.
+
+    Merging adjacent clusters ``a``, ``b`` costs ``|a| + |b|`` plus a penalty that depends
+    only on the boundary between them: ``1e6`` across parts, ``2d`` after strong and ``d``
+    after weak punctuation. The cheapest pair merges first (the leftmost on ties); a merge
+    changes only the costs of its two neighbouring pairs, so each step is one ``min``."""
     d = len(texts)
     parts = list(parts) if parts is not None else [0] * d
+    penalty = []
+    for k in range(1, d):  # the boundary between units k - 1 and k
+        last = texts[k - 1].strip()
+        if parts[k - 1] != parts[k]:
+            penalty.append(1e6)
+        elif last and last[-1] in _STRONG:
+            penalty.append(2.0 * d)
+        elif last and last[-1] in _WEAK:
+            penalty.append(1.0 * d)
+        else:
+            penalty.append(0.0)
     nodes: list[Node] = [(i, i + 1, -1, -1) for i in range(d)]
     clusters = list(range(d))
+    sizes = [1] * d
+    costs = [float(2) + pen for pen in penalty]  # costs[j]: merging clusters j and j + 1
     while len(clusters) > 1:
-        best, best_cost = 0, float("inf")
-        for j in range(len(clusters) - 1):
-            a, b = nodes[clusters[j]], nodes[clusters[j + 1]]
-            last = texts[a[1] - 1].strip()
-            cost = float((a[1] - a[0]) + (b[1] - b[0]))
-            if parts[a[1] - 1] != parts[b[0]]:
-                cost += 1e6
-            elif last and last[-1] in _STRONG:
-                cost += 2.0 * d
-            elif last and last[-1] in _WEAK:
-                cost += 1.0 * d
-            if cost < best_cost:
-                best, best_cost = j, cost
-        a, b = nodes[clusters[best]], nodes[clusters[best + 1]]
-        nodes.append((a[0], b[1], clusters[best], clusters[best + 1]))
-        clusters[best : best + 2] = [len(nodes) - 1]
+        j = costs.index(min(costs))
+        a, b = nodes[clusters[j]], nodes[clusters[j + 1]]
+        nodes.append((a[0], b[1], clusters[j], clusters[j + 1]))
+        clusters[j : j + 2] = [len(nodes) - 1]
+        sizes[j : j + 2] = [sizes[j] + sizes[j + 1]]
+        del costs[j], penalty[j]
+        if j > 0:
+            costs[j - 1] = float(sizes[j - 1] + sizes[j]) + penalty[j - 1]
+        if j < len(costs):
+            costs[j] = float(sizes[j] + sizes[j + 1]) + penalty[j]
     return nodes
 
 
@@ -127,10 +139,30 @@ class PartitionShap(Explainer):
         todo = [(st, list(st.want)) for st in states if st.want]
         if not todo:
             return
-        vals = score_masks(adapter, [st.item for st, _ in todo],
-                           [st.as_matrix(m) for st, m in todo], target_fn, operator=self.mask)
+        vals = score_masks(adapter, [st.item for st, _ in todo], _mask_matrices(todo),
+                           target_fn, operator=self.mask)
         for (st, m), v in zip(todo, vals, strict=True):
             st.store(m, v)
+
+
+def _mask_matrices(todo: list[tuple[_State, list[int]]]) -> list[np.ndarray]:
+    """Boolean rows (True = present) of every state's integer masks: those of states with at
+    most 64 units unpacked together in one operation (views of one array), the rest one
+    state at a time."""
+    small = [i for i, (st, _) in enumerate(todo) if st.d <= 64]
+    out: list[np.ndarray] = [np.empty(0)] * len(todo)
+    if small:
+        words = np.fromiter((m for i in small for m in todo[i][1]), dtype=np.uint64)
+        bits = ((words[:, None] >> np.arange(64, dtype=np.uint64)) & np.uint64(1)).astype(bool)
+        start = 0
+        for i in small:
+            st, masks = todo[i]
+            out[i] = bits[start : start + len(masks), : st.d]
+            start += len(masks)
+    for i, (st, masks) in enumerate(todo):
+        if st.d > 64:
+            out[i] = st.as_matrix(masks)
+    return out
 
 
 Task = tuple[int, int, float]  # (node, context mask as bits: unit i is bit i, weight)
@@ -148,6 +180,8 @@ class _State:
         self.item = item
         self.tree = tree
         self.bits = [((1 << (hi - lo)) - 1) << lo for lo, hi, _, _ in tree]
+        self.left = [n[2] for n in tree]
+        self.right = [n[3] for n in tree]
         self.d = item.n_units
         self.n_targets = len(item.targets)
         self.single = self.n_targets == 1
@@ -184,18 +218,16 @@ class _State:
         self.used += len(masks)
         self.want = {}
 
-    def _magnitude(self, v: Any) -> float:
-        return abs(v) if self.single else float(np.abs(v).max(initial=0.0))
-
     def _push(self, node: int, ctx: int, w: float, v: Any) -> None:
         """Task ``(node, ctx, w)`` of value ``v``: a leaf's value is final and goes to its
-        unit; any other task is queued."""
-        lo, _, left, _ = self.tree[node]
-        if left < 0:
-            self.phi[lo] += v
+        unit; any other task is queued by the magnitude of its value (the largest over
+        targets)."""
+        if self.left[node] < 0:
+            self.phi[node] += v  # leaf ``i`` is node ``i``, unit ``i``
             return
         self.pushed += 1
-        heapq.heappush(self.queue, (-self._magnitude(v), self.pushed, (node, ctx, w)))
+        mag = abs(v) if self.single else float(np.abs(v).max(initial=0.0))
+        heapq.heappush(self.queue, (-mag, self.pushed, (node, ctx, w)))
 
     def start(self) -> None:
         if self.d:
@@ -211,20 +243,25 @@ class _State:
             return False
         skipped = []
         asked = 0
-        cache, want, bits, tree, queue = self.cache, self.want, self.bits, self.tree, self.queue
+        cache, want, bits, queue = self.cache, self.want, self.bits, self.queue
+        left, right, expanded = self.left, self.right, self.expanded
+        room = self.budget - self.used - len(want)  # new evaluations still allowed
         while queue and asked < self.batch_size:
             entry = heapq.heappop(queue)
             node, ctx, _ = entry[2]
-            _, _, left, right = tree[node]
-            new = [m for m in (ctx | bits[left], ctx | bits[right])
-                   if m not in cache and m not in want]
-            if self.used + len(want) + len(new) > self.budget:
+            ml, mr = ctx | bits[left[node]], ctx | bits[right[node]]  # never equal
+            new_l = ml not in cache and ml not in want
+            new_r = mr not in cache and mr not in want
+            if new_l + new_r > room:
                 skipped.append(entry)
                 continue
-            for m in new:
-                want[m] = None
+            if new_l:
+                want[ml] = None
+            if new_r:
+                want[mr] = None
+            room -= new_l + new_r
             asked += 2  # as shap counts a task, even when a mask was scored before
-            self.expanded.append(entry[2])
+            expanded.append(entry[2])
         for entry in skipped:
             heapq.heappush(queue, entry)
         # the budget only shrinks and nothing new was scored: no later round can expand either
@@ -234,16 +271,32 @@ class _State:
     def settle(self) -> None:
         """Push the four children of every task expanded this round: ``(L, c)``, ``(L, c+R)``,
         ``(R, c)``, ``(R, c+L)`` with half the weight (``c+L+R = c+S``)."""
-        f, bits, push = self.cache, self.bits, self._push
+        f, bits, left, right = self.cache, self.bits, self.left, self.right
+        if not self.single:
+            for node, ctx, w in self.expanded:
+                lc, rc, h = left[node], right[node], w / 2
+                cl, cr = ctx | bits[lc], ctx | bits[rc]
+                f0, fl, fr, fs = f[ctx], f[cl], f[cr], f[ctx | bits[node]]
+                self._push(lc, ctx, h, h * (fl - f0))
+                self._push(lc, cr, h, h * (fs - fr))
+                self._push(rc, ctx, h, h * (fr - f0))
+                self._push(rc, cl, h, h * (fs - fl))
+            self.expanded = []
+            return
+        # one target: the same pushes inlined (values are floats; most of a round's time)
+        phi, queue, push, n = self.phi, self.queue, heapq.heappush, self.pushed
         for node, ctx, w in self.expanded:
-            _, _, left, right = self.tree[node]
-            h = w / 2
-            cl, cr = ctx | bits[left], ctx | bits[right]
+            lc, rc, h = left[node], right[node], w / 2
+            cl, cr = ctx | bits[lc], ctx | bits[rc]
             f0, fl, fr, fs = f[ctx], f[cl], f[cr], f[ctx | bits[node]]
-            push(left, ctx, h, h * (fl - f0))
-            push(left, cr, h, h * (fs - fr))
-            push(right, ctx, h, h * (fr - f0))
-            push(right, cl, h, h * (fs - fl))
+            for child, c, v in ((lc, ctx, h * (fl - f0)), (lc, cr, h * (fs - fr)),
+                                (rc, ctx, h * (fr - f0)), (rc, cl, h * (fs - fl))):
+                if left[child] < 0:
+                    phi[child] += v
+                else:
+                    n += 1
+                    push(queue, (-abs(v), n, (child, c, h)))
+        self.pushed = n
         self.expanded = []
 
     def finish(self) -> np.ndarray:
