@@ -16,7 +16,7 @@ from faithscope.explainers import score_masks
 from faithscope.explainers.partition import _State, cluster_units
 from faithscope.explainers.prepare import prepare
 from faithscope.explainers.reuse import shared_scores
-from faithscope.explainers.scoring import mask_keys, target_values
+from faithscope.explainers.scoring import class_values, mask_keys, target_values
 from faithscope.models.tiny import tiny_classifier
 from faithscope.targets import get_target
 from helpers import PAIR, SENTENCES
@@ -171,3 +171,18 @@ def test_buckets_cover_the_rows_and_bound_padding():
         assert one_length or (b - a) * lengths[b - 1] <= scoring.BUCKET_TOKENS
     assert scoring._buckets(np.array([], dtype=int)) == []
     assert scoring._buckets(np.array([5, 5, 6, 9])) == [(0, 4)]
+
+
+@pytest.mark.parametrize("name", ["prob", "logit", "log_prob", "contrast"])
+def test_class_values_picks_each_rows_class(name):
+    """Row r's value for class classes[r], as computed one row at a time by hand."""
+    logits = np.array([[2.0, -1.0, 0.5], [0.0, 0.0, 3.0], [1.0, 1.0, 1.0]], dtype=np.float32)
+    classes = np.array([0, 2, 1])
+    got = class_values(logits, classes, get_target(name))
+    for r, c in enumerate(classes):
+        x = logits[r].astype(np.float64)
+        p = np.exp(x - x.max()) / np.exp(x - x.max()).sum()
+        others = np.delete(x, c)
+        want = {"prob": p[c], "logit": x[c], "log_prob": np.log(p[c]),
+                "contrast": x[c] - np.log(np.exp(others).sum())}[name]
+        assert got[r] == pytest.approx(want, rel=1e-6)

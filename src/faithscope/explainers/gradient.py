@@ -29,8 +29,9 @@ import numpy as np
 from ..models.adapter import InputError, ModelAdapter
 from ..registry import explainers
 from ..targets import TargetFn
-from .base import Explainer, Prepared, pool_tokens, target_values
+from .base import Explainer, Prepared, pool_tokens
 from .perturbation import Result
+from .scoring import class_values
 
 BASELINES = ("mask", "pad", "unk", "zero")
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left",
@@ -152,11 +153,17 @@ class IntegratedGradients(_GradientMethod):
             encs, [it.targets for it in items], target_fn,
             alphas=alphas.tolist(), weights=weights.tolist(), baseline=self.baseline)
         base_logits = self._baseline_logits(adapter, items)
+        # f(input) and f(baseline) of every (example, target) pair in one call each
+        n_t = [len(it.targets) for it in items]
+        classes = np.array([t for it in items for t in it.targets], dtype=np.int64)
+        cuts = np.cumsum(n_t)[:-1]
+        f_in = np.split(class_values(np.repeat(np.stack([it.logits for it in items]), n_t, 0),
+                                     classes, target_fn), cuts) if items else []
+        f_base = np.split(class_values(np.repeat(np.stack(base_logits), n_t, 0), classes,
+                                       target_fn), cuts) if items else []
         scores, infos = [], []
-        for it, g, x, b, bl in zip(items, grads, xs, bs, base_logits, strict=True):
+        for it, g, x, b, fx, fb in zip(items, grads, xs, bs, f_in, f_base, strict=True):
             tok = self.token_scores(g, x[None], b[None])
-            fx = target_values(it.logits[None], it.targets, target_fn)[0]
-            fb = target_values(bl[None], it.targets, target_fn)[0]
             delta = tok.sum(-1) - (fx - fb)
             scores.append(pool_tokens(it, tok))
             infos.append({"delta": delta.tolist(), "f_input": fx.tolist(),

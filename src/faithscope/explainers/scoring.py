@@ -58,6 +58,11 @@ def target_values(logits: np.ndarray, targets: Sequence[int], target_fn: TargetF
     return _values(logits, idx, target_fn)
 
 
+def class_values(logits: np.ndarray, classes: np.ndarray, target_fn: TargetFn) -> np.ndarray:
+    """``target_fn`` of row ``r`` for class ``classes[r]``: float64 (rows,)."""
+    return _values(logits, np.asarray(classes, dtype=np.int64).reshape(-1, 1), target_fn)[:, 0]
+
+
 def _values(logits: np.ndarray, idx: np.ndarray, target_fn: TargetFn) -> np.ndarray:
     """``target_fn`` of row ``r`` for class ``idx[r, t]``: float64 (rows x targets)."""
     lt = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))

@@ -346,9 +346,17 @@ class ModelAdapter(Chunked):
         emb_layer = self.model.get_input_embeddings()
         weight = emb_layer.weight
         n_steps = len(alphas_t)
-        rows = [(e, k, s) for e in range(len(encs)) for k in range(len(targets[e]))
-                for s in range(n_steps)]
-        lengths = np.array([len(encs[e]) for e, _, _ in rows], dtype=np.int64)
+        n_targets = np.array([len(t) for t in targets], dtype=np.int64)
+        # rows (example, target, step), example-major: one per target and step of each example
+        ex = np.repeat(np.arange(len(encs), dtype=np.int64), n_targets * n_steps)
+        first = np.repeat(np.cumsum(n_targets) - n_targets, n_targets)  # flat index of target 0
+        tk = np.arange(int(n_targets.sum()), dtype=np.int64) - first
+        rows = np.stack([ex, np.repeat(tk, n_steps),
+                         np.tile(np.arange(n_steps, dtype=np.int64), int(n_targets.sum()))], 1)
+        enc_len = np.array([len(e) for e in encs], dtype=np.int64)
+        lengths = enc_len[ex]
+        flat_targets = np.array([t for ts in targets for t in ts], dtype=np.int64)
+        offsets = np.cumsum(n_targets) - n_targets
         hidden = weight.shape[1]
         device = self.device
         grads = [torch.zeros((len(targets[e]), len(encs[e]), hidden), dtype=torch.float32,
@@ -357,10 +365,11 @@ class ModelAdapter(Chunked):
                   for e in range(len(encs))]
         base_ids = [self._baseline_ids(enc, baseline) for enc in encs]
 
-        def build(chosen: list[tuple[int, int, int]]) -> tuple[torch.Tensor, Any]:
-            inputs, z = self._interpolate(encs, base_ids, baseline,
-                                          [(e, alphas_t[s]) for e, _, s in chosen])
-            tidx = torch.tensor([targets[e][k] for e, k, _ in chosen], device=device)
+        def build(chosen: np.ndarray) -> tuple[torch.Tensor, Any]:
+            inputs, z = self._interpolate(encs, base_ids, baseline, chosen[:, 0],
+                                          alphas_t[chosen[:, 2]])
+            tidx = torch.from_numpy(flat_targets[offsets[chosen[:, 0]] + chosen[:, 1]]
+                                    ).to(device)
 
             def value_of(z_: torch.Tensor) -> torch.Tensor:
                 with self._embedding_override(z_):
@@ -376,25 +385,30 @@ class ModelAdapter(Chunked):
         encs: Sequence[Encoded],
         base_ids: list[np.ndarray],
         baseline: str | None,
-        rows: list[tuple[int, float]],
+        ex: np.ndarray,
+        alpha: np.ndarray,
     ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """Model inputs and word embeddings ``b + alpha (x - b)`` for (encoding, alpha) rows."""
+        """Model inputs and word embeddings ``b + alpha (x - b)`` for rows of encodings ``ex``
+        at ``alpha``. Rows of one encoding share its ids: each distinct encoding is padded and
+        looked up once, then its rows are gathered."""
         emb_layer = self.model.get_input_embeddings()
-        ids = [encs[e].ids for e, _ in rows]
-        types = type_rows([encs[e] for e, _ in rows])
-        inputs = self.model_inputs(ids, types)
+        uniq, inv = np.unique(np.asarray(ex, dtype=np.int64), return_inverse=True)
+        inv_t = torch.from_numpy(inv.reshape(-1)).to(self.device)
+        chosen = [encs[e] for e in uniq]
+        inputs = {k: v[inv_t] for k, v in
+                  self.model_inputs([e.ids for e in chosen], type_rows(chosen)).items()}
         with torch.no_grad():
             x = emb_layer(inputs["input_ids"]).float()
             if baseline == "zero":
-                special = torch.from_numpy(_pad_special(encs, [e for e, _ in rows], x.shape[1]))
-                b = torch.where(special.to(self.device)[..., None], x, torch.zeros_like(x))
+                special = torch.from_numpy(_pad_special(encs, uniq.tolist(), x.shape[1]))
+                b = torch.where(special.to(self.device)[inv_t][..., None], x,
+                                torch.zeros_like(x))
             elif baseline is None:
                 b = x
             else:
-                bids = self.model_inputs([base_ids[e] for e, _ in rows], None)["input_ids"]
-                b = emb_layer(bids).float()
-            a = torch.tensor([a for _, a in rows], device=self.device,
-                             dtype=torch.float32).view(-1, 1, 1)
+                bids = self.model_inputs([base_ids[e] for e in uniq], None)["input_ids"]
+                b = emb_layer(bids[inv_t]).float()
+            a = torch.from_numpy(np.asarray(alpha, dtype=np.float32)).to(self.device).view(-1, 1, 1)
             z = (b + a * (x - b)).to(emb_layer.weight.dtype)
         return inputs, z
 
@@ -411,13 +425,15 @@ class ModelAdapter(Chunked):
         self, encs: Sequence[Encoded], *, alphas: Sequence[float], baseline: str | None
     ) -> list[np.ndarray]:
         """Logits (alphas x classes) per encoding at embeddings ``b + alpha (x - b)``."""
-        rows = [(e, float(a)) for e in range(len(encs)) for a in alphas]
-        lengths = np.array([len(encs[e]) for e, _ in rows], dtype=np.int64)
+        alphas_a = np.asarray(alphas, dtype=np.float64)
+        ex = np.repeat(np.arange(len(encs), dtype=np.int64), len(alphas_a))
+        al = np.tile(alphas_a, len(encs))
+        lengths = np.array([len(e) for e in encs], dtype=np.int64)[ex]
         base_ids = [self._baseline_ids(enc, baseline) for enc in encs]
-        out = np.zeros((len(rows), self.num_labels), dtype=np.float32)
+        out = np.zeros((len(ex), self.num_labels), dtype=np.float32)
 
         def run(idx: np.ndarray) -> None:
-            inputs, z = self._interpolate(encs, base_ids, baseline, [rows[i] for i in idx])
+            inputs, z = self._interpolate(encs, base_ids, baseline, ex[idx], al[idx])
             with torch.inference_mode(), self._embedding_override(z):
                 out[idx] = self.logits_of(self.forward(inputs)).float().cpu().numpy()
             self.stats.forward_rows += len(idx)
@@ -508,9 +524,9 @@ class ModelAdapter(Chunked):
         :meth:`embedding_gradients`), float32 tensors (rows x width x hidden) on the device,
         detached. Positions past an encoding's length hold the pad token's embedding."""
         base_ids = [self._baseline_ids(enc, baseline) for enc in encs]
-        rows = [(e, 1.0) for e in range(len(encs))]
-        _, x = self._interpolate(encs, base_ids, baseline, rows)
-        _, b = self._interpolate(encs, base_ids, baseline, [(e, 0.0) for e in range(len(encs))])
+        every = np.arange(len(encs), dtype=np.int64)
+        _, x = self._interpolate(encs, base_ids, baseline, every, np.ones(len(encs)))
+        _, b = self._interpolate(encs, base_ids, baseline, every, np.zeros(len(encs)))
         return x.float(), b.float()
 
     def embedding_logits(self, encs: Sequence[Encoded], z: torch.Tensor) -> torch.Tensor:

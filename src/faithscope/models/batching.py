@@ -264,27 +264,29 @@ class Chunked:
 
     def _path_gradients(
         self,
-        rows: Sequence[tuple[int, int, int]],
+        rows: Sequence[tuple[int, int, int]] | np.ndarray,
         lengths: np.ndarray,
         weights: Sequence[float],
         grads: list[torch.Tensor],
-        build: Callable[[list[tuple[int, int, int]]],
-                        tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]],
+        build: Callable[[np.ndarray], tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]],
         values: list[np.ndarray] | None = None,
     ) -> None:
         """The one gradient kernel of every adapter (gradient, gradient x input, Integrated
         Gradients; classifiers and generated text alike).
 
-        ``rows`` are (example, target, step) triples run as one virtual batch (chunks sorted by
-        ``lengths``, OOM back-off). For a chunk, ``build(rows)`` returns the input embeddings
-        ``z`` (rows x length x hidden, at the step's point of the path) and a function of ``z``
+        ``rows`` are (example, target, step) triples (an int array, rows x 3, or a sequence of
+        triples) run as one virtual batch (chunks sorted by ``lengths``, OOM back-off). For a
+        chunk, ``build(rows)`` (the chunk's rows x 3 array) returns the input embeddings ``z``
+        (rows x length x hidden, at the step's point of the path) and a function of ``z``
         giving one differentiable value per row; ``weights[step] * d value / d z`` is added to
         ``grads[example][target]`` (its first positions) and, with ``values``, the value is kept
         in ``values[example][target, step]``.
         """
+        table = np.asarray(rows, dtype=np.int64).reshape(-1, 3)
+        step_weights = np.asarray(weights, dtype=np.float32)
 
         def run(idx: np.ndarray) -> None:
-            chosen = [rows[i] for i in idx]
+            chosen = table[idx]
             z, value_of = build(chosen)
             z = z.detach().requires_grad_(True)
             with torch.enable_grad():
@@ -294,19 +296,20 @@ class Chunked:
             # consecutive rows of one (example, target) are summed with their step weights
             # first; the in-place adds after that allocate nothing, so an OOM cannot strike
             # half-way through them
-            w = torch.tensor([weights[s] for _, _, s in chosen], dtype=torch.float32,
-                             device=g.device).view(-1, 1, 1)
+            w = torch.from_numpy(step_weights[chosen[:, 2]]).to(g.device).view(-1, 1, 1)
             weighted = g.float() * w
-            pairs = [(e, k) for e, k, _ in chosen]
-            starts = [r for r in range(len(pairs)) if r == 0 or pairs[r] != pairs[r - 1]]
-            ends = [*starts[1:], len(pairs)]
-            sums = [weighted[a:b, : grads[pairs[a][0]].shape[1]].sum(0)
-                    for a, b in zip(starts, ends, strict=True)]
-            for a, b, total in zip(starts, ends, sums, strict=True):
-                e, k = pairs[a]
+            ex, tk, steps = chosen[:, 0], chosen[:, 1], chosen[:, 2]
+            new = np.ones(len(chosen), dtype=bool)
+            new[1:] = (ex[1:] != ex[:-1]) | (tk[1:] != tk[:-1])
+            starts = np.flatnonzero(new).tolist()
+            ends = [*starts[1:], len(chosen)]
+            pairs = [(int(ex[a]), int(tk[a])) for a in starts]
+            sums = [weighted[a:b, : grads[e].shape[1]].sum(0)
+                    for a, b, (e, _) in zip(starts, ends, pairs, strict=True)]
+            for a, b, (e, k), total in zip(starts, ends, pairs, sums, strict=True):
                 grads[e][k].add_(total.to(grads[e].dtype))
                 if values is not None:
-                    values[e][k, [s for _, _, s in chosen[a:b]]] = v[a:b]
+                    values[e][k, steps[a:b]] = v[a:b]
             self.stats.backward_rows += len(idx)
 
         self.run_chunks(self.plan_chunks(lengths), run, lengths=lengths)
