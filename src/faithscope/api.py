@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from ._lazy import lazy_import
 from .data.example import Example
 from .explainers.base import GROUP_ROWS, Explainer, explanations_of, item_groups
 from .explainers.prepare import (
@@ -41,15 +40,11 @@ from .explainers.prepare import (
 from .explainers.reuse import shared_scores
 from .explanation import Explanation
 from .models.adapter import InputError, softmax
+from .models.batching import seed_torch
 from .models.generative import Generation, is_generative
 from .provenance import versions
 from .registry import targets
 from .targets import for_classifiers, get_target
-
-if TYPE_CHECKING:
-    import torch
-else:
-    torch = lazy_import("torch")
 
 # the public entry points, with those of the explainer layer re-exported
 __all__ = ["ExplainerLike", "InputLike", "explain", "explanations_of", "make_explainer", "prepare",
@@ -129,7 +124,7 @@ def explain(
         with shared_scores(enabled=share) as cache:
             for k, exp in enumerate(exps):
                 t0 = time.perf_counter()
-                torch.manual_seed(seed)
+                seed_torch(seed)
                 before = [cache.reused(it) if cache else 0 for it in items[group]]
                 sc, inf = exp.attribute(model, items[group], fn)
                 scores[k] += list(sc)

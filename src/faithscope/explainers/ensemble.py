@@ -36,22 +36,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .._lazy import lazy_import
 from ..explanation import normalize
 from ..models.adapter import InputError, ModelAdapter
+from ..models.batching import seed_torch
 from ..registry import explainers
 from ..targets import TargetFn
 from .base import Explainer, Prepared
 from .perturbation import Result
-
-if TYPE_CHECKING:
-    import torch
-else:
-    torch = lazy_import("torch")
 
 # "abs": |l1-normalised scores|; "l1", "rank": explanation.normalize
 ENSEMBLE_NORMALIZATIONS = ("abs", "l1", "rank")
@@ -133,7 +128,7 @@ class Ensemble(Explainer):
             {"members": [], "member_info": [], "forwards": 0, "backwards": 0} for _ in items]
         for exp, wk in zip(members, w, strict=True):
             if items:  # as explain() does before each explainer: a member sees the same seed
-                torch.manual_seed(items[0].seed)
+                seed_torch(items[0].seed)
             # a model with its own way of running explainers (generated text: gradients of
             # the output's log-probability) runs the members itself, as score_masks does
             own = getattr(adapter, "run_explainer", None)

@@ -61,6 +61,7 @@ import numpy as np
 from ..errors import InputError
 from ..explainers.base import example_rng
 from ..explanation import Explanation
+from ..models.batching import seed_torch
 from ..models.generative import Generation
 from ..segment import LEVELS, remove_spans, segment
 from ..units import Unit
@@ -323,12 +324,11 @@ def attribute_items(lm: Any, items: Sequence[GenItem], exp: Any, scal: Scalarize
                     granularity: str | None = None) -> list[Explanation]:
     """One explainer on prepared prompts: attribute the units, refine level by level (one
     level of ``levels`` after another), and return one Explanation per prompt."""
-    import torch
 
     from ..explainers.base import explanations_of
 
     model = ScalarizedLM(lm, scal, replacement)
-    torch.manual_seed(seed)
+    seed_torch(seed)
     t0 = time.perf_counter()
     rounds: list[list[int]] = [[it.n_units for it in items]]
     scores, infos = model.run_explainer(exp, items)

@@ -69,6 +69,7 @@ from .._lazy import lazy_import
 from ..explainers.base import Explainer, Prepared, attribute_grouped, token_unit_index
 from ..explanation import Explanation
 from ..models.adapter import Encoded, InputError, ModelAdapter
+from ..models.batching import seed_torch
 from ..registry import metrics
 from ..targets import TargetFn, get_target
 from .analysis import Analysis, Values, nan_to_none
@@ -250,7 +251,7 @@ class _Sensitivity(Analysis):
                                                         hidden, half), strict=True))
                     with adapter.perturbed_embeddings(rows):
                         new = _rescored(adapter, [it])
-                        torch.manual_seed(it.seed)
+                        seed_torch(it.seed)
                         scores, _ = attribute_grouped(explainer, adapter, new, fn)
                     record(s, [i], [base[i]], new, scores)
             return
@@ -273,7 +274,7 @@ class _Sensitivity(Analysis):
                     extra.copy_((clean + torch.from_numpy(noise).to(clean.device)
                                  ).to(extra.dtype))
                 new = _rescored(adapter, moved)
-                torch.manual_seed(items[0].seed)
+                seed_torch(items[0].seed)
                 scores, _ = attribute_grouped(explainer, adapter, new, fn)
                 record(s, idx, base, new, scores)
 
@@ -296,7 +297,7 @@ class _Sensitivity(Analysis):
                                       for i, u in zip(idx, dropped, strict=True)])
             refs = [np.delete(base[i], u) for i, u in zip(idx, dropped, strict=True)]
             if new:
-                torch.manual_seed(items[0].seed)
+                seed_torch(items[0].seed)
                 scores, _ = attribute_grouped(explainer, adapter, new, fn)
                 record(s, idx, refs, new, scores)
 

@@ -43,24 +43,19 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from .._lazy import lazy_import
 from ..explainers.base import Explainer, Prepared, attribute_grouped
 from ..explanation import Explanation
 from ..models.adapter import InputError, ModelAdapter
+from ..models.batching import seed_torch
 from ..models.surgery import parameter_groups, randomized
 from ..registry import metrics
 from ..targets import get_target
 from .analysis import SIMILARITIES, Analysis, Values, nan_to_none, similarity
 from .base import n_top
-
-if TYPE_CHECKING:
-    import torch
-else:
-    torch = lazy_import("torch")
 
 MODES = ("cascading", "independent")
 
@@ -116,7 +111,7 @@ class _Randomization(Analysis):
         sims = np.full((len(items), len(steps)), np.nan)
         for s, (_, groups) in enumerate(steps):
             with randomized(adapter, groups, seed=self.seed):
-                torch.manual_seed(items[0].seed)
+                seed_torch(items[0].seed)
                 scores, _ = attribute_grouped(explainer, adapter, items, fn)
             for i, (e, sc) in enumerate(zip(explanations, scores, strict=True)):
                 k = n_top(self.fraction, len(e.units))
