@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from faithscope.explainers import KernelShap, Lime, MExGenCLIME
+from faithscope.explainers import KernelShap, Lime, MExGenCLIME, fits
 from faithscope.explainers.fits import (
     constrained_many,
     ridge_many,
@@ -217,3 +217,35 @@ def test_batched_fits_give_the_explainers_results(explainer, monkeypatch):
         assert i1 == i2  # forwards, samples, rounds, rank, ...
     if getattr(explainer, "n_samples", None) == 12:  # designs below full rank
         assert any(i["underdetermined"] for i in b_info)
+
+
+def _blas_threads() -> list[int]:
+    """Threads of numpy's own BLAS (scipy's, loaded by other tests, is not the fits')."""
+    from threadpoolctl import threadpool_info
+
+    return [p["num_threads"] for p in threadpool_info()
+            if p["user_api"] == "blas" and "numpy" in p["filepath"]]
+
+
+def test_fits_run_numpy_blas_on_one_thread_and_restore_it(monkeypatch):
+    """The fits come between forward passes: numpy's BLAS must not wake threads that fight
+    torch's for the cores (fits.one_blas_thread), and the setting is restored afterwards."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        if not before:
+            pytest.skip("numpy's BLAS is not one threadpoolctl can see by its path")
+        seen = []
+        gram = fits._gram
+        monkeypatch.setattr(fits, "_gram", lambda a, b: (seen.append(_blas_threads()),
+                                                          gram(a, b))[1])
+        rng = np.random.default_rng(0)
+        X = rng.integers(0, 2, (2, 40, 4)).astype(float)
+        Y = rng.normal(size=(2, 40, 1))
+        fits.ridge_many(X, Y, np.ones((2, 40)), 1.0)
+        fits.constrained_many(X, Y, np.ones((2, 40)), np.ones((2, 1)), n_fixed=0)
+        fits.stratified_wls_many(X, Y, np.ones((2, 40)), np.repeat(np.arange(4), 10),
+                                 np.full(4, 100))
+        assert before == [2] and seen and all(t == [1] for t in seen)
+        assert _blas_threads() == before
