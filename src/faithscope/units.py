@@ -64,8 +64,12 @@ def _strip(seg: str, a: int, b: int) -> tuple[int, int]:
 def _segment_units(
     seg: str, part: int, toks: list[tuple[int, int, int]], granularity: str, truncated: bool
 ) -> list[Unit]:
-    """Units of one segment; ``toks`` holds (position, start, end) of its non-special tokens."""
-    spans = [(p, *_strip(seg, a, b)) for p, a, b in toks]
+    """Units of one segment; ``toks`` holds (position, start, end) of its non-special tokens,
+    in position order."""
+    n = len(seg)
+    # offsets are stripped already for most tokenizers: one check before the general strip
+    spans = [(p, a, b) if 0 <= a < b <= n and not seg[a].isspace() and not seg[b - 1].isspace()
+             else (p, *_strip(seg, a, b)) for p, a, b in toks]
     real = [(p, a, b) for p, a, b in spans if b > a]
     empty = [p for p, a, b in spans if b <= a]  # e.g. a lone SentencePiece "▁"
     if granularity == "word":
@@ -136,8 +140,8 @@ def _word_units(seg: str, part: int, pieces: list[tuple[int, int]],
         if i < 0 or b > pieces[i][1] or a >= pieces[i][1]:
             return None
         owned[i].append(p)
-    return [Unit(seg[a:b], a, b, part, tuple(sorted(t)))
-            for (a, b), t in zip(pieces, owned, strict=True)]
+    # ``real`` is in position order, so each word's positions are appended ascending
+    return [Unit(seg[a:b], a, b, part, tuple(t)) for (a, b), t in zip(pieces, owned, strict=True)]
 
 
 def _finish(units: list[Unit], empty: list[int], part: int, truncated: bool) -> list[Unit]:
@@ -146,6 +150,8 @@ def _finish(units: list[Unit], empty: list[int], part: int, truncated: bool) -> 
     if truncated:  # drop text the model never saw
         while units and not units[-1].tokens:
             units.pop()
+    if not empty:
+        return units
     # attach whitespace-only tokens to the next unit (or the previous one at the end); "next"
     # is judged by the units' own tokens, not by whitespace tokens attached in this loop
     firsts = [min(u.tokens) if u.tokens else None for u in units]
