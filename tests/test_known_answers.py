@@ -520,3 +520,22 @@ def test_shapley_permutations_are_antithetic(item12):
     assert P.shape == (20, item12.n_units)
     assert all(sorted(p) == list(range(item12.n_units)) for p in P.tolist())
     np.testing.assert_array_equal(P[1::2], P[::2, ::-1])  # each followed by its reverse
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid", "riemann_middle",
+                                    "riemann_left", "riemann_right"])
+def test_integration_points_integrate_polynomials_and_are_shared_read_only(method):
+    """Weights sum to 1 on [0, 1]; Gauss-Legendre with n points is exact for degree 2n - 1, the
+    trapezoid and midpoint rules for degree 1. The cached arrays cannot be changed in place."""
+    from faithscope.explainers.gradient import integration_points
+
+    x, w = integration_points(4, method)
+    assert w.sum() == pytest.approx(1.0) and ((x >= 0) & (x <= 1)).all()
+    exact_degree = {"gausslegendre": 7, "riemann_trapezoid": 1, "riemann_middle": 1}
+    for k in range(exact_degree.get(method, 0) + 1):
+        assert (w * x**k).sum() == pytest.approx(1 / (k + 1))
+    assert integration_points(4, method)[0] is x  # computed once
+    with pytest.raises(ValueError):
+        x[0] = 0.5
+    with pytest.raises(fs.InputError):
+        integration_points(4, "simpson")
