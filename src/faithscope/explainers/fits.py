@@ -23,9 +23,8 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Callable, Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -37,13 +36,19 @@ BLOCK_ELEMENTS = 1 << 17
 K = TypeVar("K", bound=Hashable)
 RANK_RTOL = 1e-10  # eigenvalues of a normal matrix below this share of the largest are 0
 F = TypeVar("F", bound=Callable[..., Any])
-_controller: list[Any] = []  # threadpoolctl's controller, made once (its scan takes ~0.3 ms)
 
 
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """Within the block numpy's BLAS runs on one thread (threadpoolctl; the previous setting is
-    restored on exit, about 13 microseconds in all).
+@functools.cache
+def _blas_controller() -> Any:
+    """threadpoolctl's view of the loaded BLAS libraries, made once (its scan takes ~0.3 ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def one_blas_thread(fn: F) -> F:
+    """``fn`` run with numpy's BLAS on one thread (threadpoolctl; the previous setting is
+    restored on return, about 13 microseconds in all).
 
     The fits are small products (a few hundred to a few thousand rows by tens of units) that
     come between the model's forward passes. On more than one thread, numpy's OpenBLAS wakes
@@ -52,19 +57,9 @@ def one_blas_thread() -> Iterator[None]:
     matrix took 3.7 ms instead of 0.05 ms, and one LIME-1000 call per sentence ran its
     non-model work at 108k rows/s instead of 253k (KernelSHAP 111k instead of 215k); stacked
     fits of many examples are no slower on one thread."""
-    if not _controller:
-        from threadpoolctl import ThreadpoolController
-
-        _controller.append(ThreadpoolController())
-    with _controller[0].limit(limits=1, user_api="blas"):
-        yield
-
-
-def _single_blas_thread(fn: F) -> F:
-    """``fn`` run within :func:`one_blas_thread`."""
     @functools.wraps(fn)
     def wrapper(*args: Any, **kw: Any) -> Any:
-        with one_blas_thread():
+        with _blas_controller().limit(limits=1, user_api="blas"):
             return fn(*args, **kw)
     return wrapper  # type: ignore[return-value]
 
@@ -96,7 +91,7 @@ def _rank(A: np.ndarray, rtol: float) -> np.ndarray:
     return np.where(top[:, 0] > 0, (ev > rtol * np.clip(top, 0, None)).sum(axis=1), 0)
 
 
-@_single_blas_thread
+@one_blas_thread
 def ridge_many(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float, *,
                errors: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Weighted ridge with an unpenalised intercept for a stack of examples (``X``: examples x
@@ -131,7 +126,7 @@ def ridge_many(X: np.ndarray, Y: np.ndarray, w: np.ndarray, alpha: float, *,
     return coef.transpose(0, 2, 1), intercept, se
 
 
-@_single_blas_thread
+@one_blas_thread
 def constrained_many(Z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndarray, *,
                      n_fixed: int, rank_rtol: float = RANK_RTOL
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -180,7 +175,7 @@ def constrained_many(Z: np.ndarray, y: np.ndarray, w: np.ndarray, total: np.ndar
     return phi, se, rank
 
 
-@_single_blas_thread
+@one_blas_thread
 def stratified_wls_many(X: np.ndarray, y: np.ndarray, w: np.ndarray, strata: np.ndarray,
                         population: np.ndarray, *, rank_rtol: float = RANK_RTOL
                         ) -> tuple[np.ndarray, np.ndarray]:

@@ -165,7 +165,11 @@ def _mask_matrices(todo: list[tuple[_State, list[int]]]) -> list[np.ndarray]:
     return out
 
 
-Task = tuple[int, int, float]  # (node, context mask as bits: unit i is bit i, weight)
+Task = tuple[int, int, float]
+
+
+def _largest_abs(v: np.ndarray) -> float:
+    return float(np.abs(v).max(initial=0.0))  # (node, context mask as bits: unit i is bit i, weight)
 
 
 class _State:
@@ -218,22 +222,25 @@ class _State:
         self.used += len(masks)
         self.want = {}
 
-    def _push(self, node: int, ctx: int, w: float, v: Any) -> None:
-        """Task ``(node, ctx, w)`` of value ``v``: a leaf's value is final and goes to its
-        unit; any other task is queued by the magnitude of its value (the largest over
-        targets)."""
-        if self.left[node] < 0:
-            self.phi[node] += v  # leaf ``i`` is node ``i``, unit ``i``
-            return
-        self.pushed += 1
-        mag = abs(v) if self.single else float(np.abs(v).max(initial=0.0))
-        heapq.heappush(self.queue, (-mag, self.pushed, (node, ctx, w)))
+    def _push(self, tasks: Sequence[tuple[int, int, float, Any]]) -> None:
+        """Tasks ``(node, ctx, w, v)`` of value ``v``, in order: a leaf's value is final and
+        goes to its unit (leaf ``i`` is node ``i``, unit ``i``); any other task is queued by
+        the magnitude of its value (the largest over targets)."""
+        phi, queue, left, n = self.phi, self.queue, self.left, self.pushed
+        mag = abs if self.single else _largest_abs
+        for node, ctx, w, v in tasks:
+            if left[node] < 0:
+                phi[node] += v
+            else:
+                n += 1
+                heapq.heappush(queue, (-mag(v), n, (node, ctx, w)))
+        self.pushed = n
 
     def start(self) -> None:
         if self.d:
             root = len(self.tree) - 1
             f = self.cache
-            self._push(root, 0, 1.0, 1.0 * (f[self.bits[root]] - f[0]))
+            self._push([(root, 0, 1.0, 1.0 * (f[self.bits[root]] - f[0]))])
 
     def pop_batch(self) -> bool:
         """Pop the top tasks until they ask for ``batch_size`` masks (two per task); a task
@@ -272,32 +279,15 @@ class _State:
         """Push the four children of every task expanded this round: ``(L, c)``, ``(L, c+R)``,
         ``(R, c)``, ``(R, c+L)`` with half the weight (``c+L+R = c+S``)."""
         f, bits, left, right = self.cache, self.bits, self.left, self.right
-        if not self.single:
-            for node, ctx, w in self.expanded:
-                lc, rc, h = left[node], right[node], w / 2
-                cl, cr = ctx | bits[lc], ctx | bits[rc]
-                f0, fl, fr, fs = f[ctx], f[cl], f[cr], f[ctx | bits[node]]
-                self._push(lc, ctx, h, h * (fl - f0))
-                self._push(lc, cr, h, h * (fs - fr))
-                self._push(rc, ctx, h, h * (fr - f0))
-                self._push(rc, cl, h, h * (fs - fl))
-            self.expanded = []
-            return
-        # one target: the same pushes inlined (values are floats; most of a round's time)
-        phi, queue, push, n = self.phi, self.queue, heapq.heappush, self.pushed
+        children: list[tuple[int, int, float, Any]] = []
         for node, ctx, w in self.expanded:
             lc, rc, h = left[node], right[node], w / 2
             cl, cr = ctx | bits[lc], ctx | bits[rc]
             f0, fl, fr, fs = f[ctx], f[cl], f[cr], f[ctx | bits[node]]
-            for child, c, v in ((lc, ctx, h * (fl - f0)), (lc, cr, h * (fs - fr)),
-                                (rc, ctx, h * (fr - f0)), (rc, cl, h * (fs - fl))):
-                if left[child] < 0:
-                    phi[child] += v
-                else:
-                    n += 1
-                    push(queue, (-abs(v), n, (child, c, h)))
-        self.pushed = n
+            children += ((lc, ctx, h, h * (fl - f0)), (lc, cr, h, h * (fs - fr)),
+                         (rc, ctx, h, h * (fr - f0)), (rc, cl, h, h * (fs - fl)))
         self.expanded = []
+        self._push(children)
 
     def finish(self) -> np.ndarray:
         """A task left in the queue spreads its value evenly over its units."""

@@ -348,15 +348,14 @@ class ModelAdapter(Chunked):
         n_steps = len(alphas_t)
         n_targets = np.array([len(t) for t in targets], dtype=np.int64)
         # rows (example, target, step), example-major: one per target and step of each example
+        offsets = np.cumsum(n_targets) - n_targets  # flat index of each example's target 0
         ex = np.repeat(np.arange(len(encs), dtype=np.int64), n_targets * n_steps)
-        first = np.repeat(np.cumsum(n_targets) - n_targets, n_targets)  # flat index of target 0
-        tk = np.arange(int(n_targets.sum()), dtype=np.int64) - first
+        tk = np.arange(int(n_targets.sum()), dtype=np.int64) - np.repeat(offsets, n_targets)
         rows = np.stack([ex, np.repeat(tk, n_steps),
                          np.tile(np.arange(n_steps, dtype=np.int64), int(n_targets.sum()))], 1)
         enc_len = np.array([len(e) for e in encs], dtype=np.int64)
         lengths = enc_len[ex]
         flat_targets = np.array([t for ts in targets for t in ts], dtype=np.int64)
-        offsets = np.cumsum(n_targets) - n_targets
         hidden = weight.shape[1]
         device = self.device
         grads = [torch.zeros((len(targets[e]), len(encs[e]), hidden), dtype=torch.float32,

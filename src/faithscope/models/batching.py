@@ -229,15 +229,14 @@ class Chunked:
         return np.argsort(lengths, kind="stable")
 
     def chunk_end(self, order: np.ndarray, i: int, size: int,
-                  lengths: np.ndarray | None, *, on_cpu: bool | None = None) -> int:
+                  lengths: np.ndarray | None, *, on_cpu: bool) -> int:
         """Where the chunk starting at ``order[i]`` ends: ``size`` rows, or on the CPU (where
         every padded token costs as much as a real one) earlier, at the first row longer than
         ``1 + PAD_SLACK`` times the chunk's first row once it holds ``MIN_CHUNK`` rows: rows of
         different inputs then do not pad each other, so one call over many inputs costs no more
-        than one call per input. ``lengths``: each row's length, ``order`` ascending in it."""
+        than one call per input. ``lengths``: each row's length, ``order`` ascending in it;
+        ``on_cpu``: whether the model runs on the CPU (asked once per call by :meth:`run_chunks`)."""
         end = min(i + size, len(order))
-        if on_cpu is None:  # the caller may know it (run_chunks asks once per call)
-            on_cpu = getattr(getattr(self, "device", None), "type", "cpu") == "cpu"
         if lengths is None or end - i <= MIN_CHUNK or not on_cpu:
             return end
         ls = lengths[order[i:end]]
@@ -257,8 +256,7 @@ class Chunked:
         i = 0
         t0 = time.perf_counter()
         limit = getattr(self, "warn_seconds", WARN_SECONDS)
-        on_cpu = None if lengths is None else \
-            getattr(getattr(self, "device", None), "type", "cpu") == "cpu"
+        on_cpu = getattr(getattr(self, "device", None), "type", "cpu") == "cpu"
         while i < len(order):
             size = self._batch
             rows = order[i : self.chunk_end(order, i, size, lengths, on_cpu=on_cpu)]

@@ -359,7 +359,8 @@ class GenerativeAdapter(Chunked):
         grads = [torch.zeros((n_t[i], len(ctx[i]), emb.weight.shape[1]), dtype=torch.float64,
                              device=self.device) for i in range(len(ctx))]
 
-        def build(chosen: np.ndarray) -> tuple[torch.Tensor, Any]:
+        def build(table: np.ndarray) -> tuple[torch.Tensor, Any]:
+            chosen = table.tolist()  # (prompt, token, step) rows, walked one by one below
             inputs, offs = self.teacher_inputs([ctx[i] for i, _, _ in chosen],
                                                 [outs[i] for i, _, _ in chosen])
             with torch.no_grad():
